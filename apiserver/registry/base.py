@@ -1,0 +1,132 @@
+"""The strategy interface: what the generic REST handlers ask of each resource.
+
+A strategy holds the per-resource rules (defaults, validation, the spec/status split, table columns,
+field selectors). The generic handlers in `apiserver.http` do everything else (metadata, storage,
+concurrency, watch), so a resource with no special rules uses `Strategy` as it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from skiff.api.errors import Cause
+from skiff.api.kinds import ResourceType
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Column:
+    """A `meta.k8s.io/v1` Table column definition; priority 1 columns show only with `-o wide`."""
+
+    name: str
+    type: str = "string"
+    format: str = ""
+    description: str = ""
+    priority: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "type": self.type,
+            "format": self.format,
+            "description": self.description,
+            "priority": self.priority,
+        }
+
+
+NAME_COLUMN = Column("Name", format="name", description="Name must be unique within a namespace.")
+AGE_COLUMN = Column("Age", description="Time since the object was created.")
+
+
+def _metadata_name(obj: Obj) -> str:
+    return obj.get("metadata", {}).get("name", "")
+
+
+def _metadata_namespace(obj: Obj) -> str:
+    return obj.get("metadata", {}).get("namespace", "")
+
+
+class Strategy:
+    """Default rules for a resource. Subclass per kind and override what differs."""
+
+    #: True when the resource has a `status` subresource: then updates of the main resource keep the
+    #: stored status and updates through `/status` change only the status.
+    status_subresource: bool = False
+
+    def __init__(self, resource: ResourceType) -> None:
+        self.resource = resource
+
+    # -- defaulting ---------------------------------------------------------------------------------
+    def default(self, obj: Obj) -> None:
+        """Fill in Kubernetes' defaults in place. Runs on create, update and patch results."""
+
+    def prepare_for_create(self, obj: Obj) -> None:
+        """Adjust a new object before validation (e.g. drop a status the client may not set)."""
+        if self.status_subresource:
+            obj.pop("status", None)
+            initial = self.initial_status(obj)
+            if initial is not None:
+                obj["status"] = initial
+
+    def initial_status(self, obj: Obj) -> Obj | None:
+        """The status a newly created object starts with, or None for no status."""
+        return None
+
+    def prepare_for_update(self, new: Obj, old: Obj) -> None:
+        """Adjust an update of the main resource: the status is not changed through it."""
+        if self.status_subresource:
+            if "status" in old:
+                new["status"] = old["status"]
+            else:
+                new.pop("status", None)
+
+    def prepare_for_status_update(self, new: Obj, old: Obj) -> None:
+        """Adjust an update through `/status`: only the status changes."""
+        for key in list(new):
+            if key not in ("status", "metadata", "apiVersion", "kind"):
+                new.pop(key)
+        for key, value in old.items():
+            if key not in ("status", "metadata"):
+                new[key] = value
+
+    # -- validation ---------------------------------------------------------------------------------
+    def validate(self, obj: Obj) -> list[Cause]:
+        """Validate a whole object (create and update). Metadata is validated generically."""
+        return []
+
+    def validate_update(self, new: Obj, old: Obj) -> list[Cause]:
+        """Rules that compare with the stored object, such as immutable fields."""
+        return []
+
+    # -- reading ------------------------------------------------------------------------------------
+    def columns(self) -> list[Column]:
+        """Table columns after Name (Age is appended by `table_columns`)."""
+        return []
+
+    def cells(self, obj: Obj) -> list[Any]:
+        """The values of `columns()` for one object."""
+        return []
+
+    def table_columns(self) -> list[Column]:
+        return [NAME_COLUMN, *self.columns(), AGE_COLUMN]
+
+    def field_selectors(self) -> dict[str, Callable[[Obj], str]]:
+        """Field paths this resource can be selected by, beyond metadata.name and metadata.namespace."""
+        return {}
+
+    def selectable_fields(self) -> dict[str, Callable[[Obj], str]]:
+        fields: dict[str, Callable[[Obj], str]] = {"metadata.name": _metadata_name}
+        if self.resource.namespaced:
+            fields["metadata.namespace"] = _metadata_namespace
+        fields.update(self.field_selectors())
+        return fields
+
+    def generation_changed(self, new: Obj, old: Obj) -> bool:
+        """Whether an update changes the desired state, which bumps metadata.generation."""
+        ignored = ("metadata", "status", "apiVersion", "kind")
+        return {k: v for k, v in new.items() if k not in ignored} != {
+            k: v for k, v in old.items() if k not in ignored
+        }
