@@ -41,8 +41,18 @@ NAME_COLUMN = Column("Name", format="name", description="Name must be unique wit
 AGE_COLUMN = Column("Age", description="Time since the object was created.")
 
 
+def age_of(obj: Obj) -> str:
+    """Placeholder until the printers module formats ages the way kubectl does."""
+    return obj.get("metadata", {}).get("creationTimestamp", "")
+
+
 def _metadata_name(obj: Obj) -> str:
     return obj.get("metadata", {}).get("name", "")
+
+
+def age_of(obj: Obj) -> str:
+    """Placeholder until the printers module formats ages the way kubectl does."""
+    return obj.get("metadata", {}).get("creationTimestamp", "")
 
 
 def _metadata_namespace(obj: Obj) -> str:
@@ -102,16 +112,13 @@ class Strategy:
         return []
 
     # -- reading ------------------------------------------------------------------------------------
-    def columns(self) -> list[Column]:
-        """Table columns after Name (Age is appended by `table_columns`)."""
-        return []
-
-    def cells(self, obj: Obj) -> list[Any]:
-        """The values of `columns()` for one object."""
-        return []
-
     def table_columns(self) -> list[Column]:
-        return [NAME_COLUMN, *self.columns(), AGE_COLUMN]
+        """Every Table column, in kubectl's order (Name first; Age where kubectl shows it)."""
+        return [NAME_COLUMN, AGE_COLUMN]
+
+    def table_row(self, obj: Obj) -> list[Any]:
+        """The cells of `table_columns()` for one object."""
+        return [_metadata_name(obj), age_of(obj)]
 
     def field_selectors(self) -> dict[str, Callable[[Obj], str]]:
         """Field paths this resource can be selected by, beyond metadata.name and metadata.namespace."""
