@@ -11,8 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from skiff.api import validation
 from skiff.api.errors import Cause
 from skiff.api.kinds import ResourceType
+from skiff.api.timefmt import age
 
 Obj = dict[str, Any]
 
@@ -41,18 +43,25 @@ NAME_COLUMN = Column("Name", format="name", description="Name must be unique wit
 AGE_COLUMN = Column("Age", description="Time since the object was created.")
 
 
-def age_of(obj: Obj) -> str:
-    """Placeholder until the printers module formats ages the way kubectl does."""
-    return obj.get("metadata", {}).get("creationTimestamp", "")
-
-
 def _metadata_name(obj: Obj) -> str:
     return obj.get("metadata", {}).get("name", "")
 
 
 def age_of(obj: Obj) -> str:
-    """Placeholder until the printers module formats ages the way kubectl does."""
-    return obj.get("metadata", {}).get("creationTimestamp", "")
+    """Time since creation, as kubectl prints it (`5m`, `3h12m`, `2d`)."""
+    return age(obj.get("metadata", {}).get("creationTimestamp"))
+
+
+# Set by the server, never by a client: a `/status` update keeps the stored values.
+_SYSTEM_METADATA = (
+    "name",
+    "namespace",
+    "uid",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "generation",
+)
 
 
 def _metadata_namespace(obj: Obj) -> str:
@@ -65,6 +74,12 @@ class Strategy:
     #: True when the resource has a `status` subresource: then updates of the main resource keep the
     #: stored status and updates through `/status` change only the status.
     status_subresource: bool = False
+
+    #: How names of this kind are checked (most kinds: a DNS-1123 subdomain).
+    name_rule: validation.NameRule = staticmethod(validation.name_is_dns_subdomain)
+
+    #: Metadata fields that a `/status` update may not change, beyond the system fields no update may.
+    status_update_keeps_metadata: tuple[str, ...] = ()
 
     def __init__(self, resource: ResourceType) -> None:
         self.resource = resource
@@ -94,15 +109,26 @@ class Strategy:
                 new.pop("status", None)
 
     def prepare_for_status_update(self, new: Obj, old: Obj) -> None:
-        """Adjust an update through `/status`: only the status changes."""
+        """Adjust an update through `/status`: the status changes, the desired state does not."""
         for key in list(new):
             if key not in ("status", "metadata", "apiVersion", "kind"):
                 new.pop(key)
         for key, value in old.items():
             if key not in ("status", "metadata"):
                 new[key] = value
+        new_meta = new.setdefault("metadata", {})
+        old_meta = old.get("metadata", {})
+        for field_name in (*_SYSTEM_METADATA, *self.status_update_keeps_metadata):
+            if field_name in old_meta:
+                new_meta[field_name] = old_meta[field_name]
+            else:
+                new_meta.pop(field_name, None)
 
     # -- validation ---------------------------------------------------------------------------------
+    def validate_metadata(self, obj: Obj) -> list[Cause]:
+        """The generic metadata rules with this kind's name rule."""
+        return validation.validate_metadata(obj, self.resource, self.name_rule)
+
     def validate(self, obj: Obj) -> list[Cause]:
         """Validate a whole object (create and update). Metadata is validated generically."""
         return []

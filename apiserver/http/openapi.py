@@ -1,0 +1,770 @@
+"""The OpenAPI documents the server publishes: `/openapi/v3` (index and one document per
+group-version) and `/openapi/v2` (Swagger 2.0, as JSON or in the gnostic protobuf encoding).
+
+kubectl reads them to decide that server-side field validation exists (a `fieldValidation` query
+parameter on the PATCH operation of a kind), for `kubectl explain`, and, for client-side apply, for
+the merge keys of lists. Documents are built from the resource table and the schemas in
+`skiff.api.schema`, and cached until either changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from skiff.api import schema
+from skiff.api.kinds import ResourceTable, ResourceType
+from skiff.api.schema.gnostic import encode_document
+
+# kubectl asks with the first name; Go's mime parser rejects "@" in a Content-Type, so the answer
+# must carry the second one.
+OPENAPI_V2_PROTOBUF_ACCEPT = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+OPENAPI_V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+OPENAPI_V2_PROTOBUF_ALIASES = (OPENAPI_V2_PROTOBUF_ACCEPT, OPENAPI_V2_PROTOBUF)
+OPENAPI_TITLE = "Kubernetes"
+OPENAPI_VERSION = "v1.33.0"
+
+PATCH_MEDIA_TYPES = (
+    "application/json-patch+json",
+    "application/merge-patch+json",
+    "application/strategic-merge-patch+json",
+    "application/apply-patch+yaml",
+)
+RESPONSE_MEDIA_TYPES = ("application/json", "application/yaml", "application/vnd.kubernetes.protobuf")
+WATCH_MEDIA_TYPES = (
+    "application/json",
+    "application/yaml",
+    "application/vnd.kubernetes.protobuf",
+    "application/json;stream=watch",
+    "application/vnd.kubernetes.protobuf;stream=watch",
+)
+STATUS = "io.k8s.apimachinery.pkg.apis.meta.v1.Status"
+DELETE_OPTIONS = "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions"
+WATCH_EVENT = "io.k8s.apimachinery.pkg.apis.meta.v1.WatchEvent"
+
+# Query parameters: name -> (type, description).
+QUERY_PARAMETERS: dict[str, tuple[str, str]] = {
+    "pretty": ("string", "If 'true', the output is indented."),
+    "dryRun": ("string", "When set to All, the request is validated and admitted but nothing is stored."),
+    "fieldManager": ("string", "The name of the actor making the change, recorded in managedFields."),
+    "fieldValidation": (
+        "string",
+        "What to do with unknown or duplicate fields in the body: Ignore drops them, Warn drops them "
+        "and returns a Warning header for each, Strict rejects the request with 400 Bad Request.",
+    ),
+    "force": ("boolean", "For apply requests: take ownership of fields other managers own."),
+    "allowWatchBookmarks": ("boolean", "Ask a watch for BOOKMARK events that carry the latest version."),
+    "continue": ("string", "The continue token of the previous page of a chunked list."),
+    "fieldSelector": ("string", "Only return objects whose fields match this selector."),
+    "labelSelector": ("string", "Only return objects whose labels match this selector."),
+    "limit": ("integer", "The most objects to return in one page; the rest follow via continue."),
+    "resourceVersion": ("string", "Which version of the data the request must see; see the API conventions."),
+    "resourceVersionMatch": ("string", "How resourceVersion is applied to a list: Exact or NotOlderThan."),
+    "sendInitialEvents": ("boolean", "Start a watch with synthetic ADDED events for the current state."),
+    "timeoutSeconds": ("integer", "End a list or watch call after this many seconds."),
+    "watch": ("boolean", "Watch for changes instead of listing."),
+    "gracePeriodSeconds": ("integer", "Seconds the object has to terminate before it is deleted."),
+    "orphanDependents": ("boolean", "Deprecated: use propagationPolicy."),
+    "propagationPolicy": ("string", "How dependents are deleted: Orphan, Background or Foreground."),
+}
+LIST_QUERY = (
+    "allowWatchBookmarks",
+    "continue",
+    "fieldSelector",
+    "labelSelector",
+    "limit",
+    "resourceVersion",
+    "resourceVersionMatch",
+    "sendInitialEvents",
+    "timeoutSeconds",
+    "watch",
+)
+WRITE_QUERY = ("dryRun", "fieldManager", "fieldValidation")
+DELETE_QUERY = ("dryRun", "gracePeriodSeconds", "orphanDependents", "propagationPolicy")
+
+
+@dataclass
+class Operation:
+    """One HTTP operation on a path, in terms both document versions can render."""
+
+    method: str
+    action: str
+    operation_id: str
+    description: str
+    gvk: dict[str, str]
+    response: str | None
+    response_codes: tuple[str, ...] = ("200",)
+    query: tuple[str, ...] = ()
+    body: str | None = None
+    consumes: tuple[str, ...] = ("*/*",)
+    produces: tuple[str, ...] = RESPONSE_MEDIA_TYPES
+
+
+@dataclass
+class PathEntry:
+    path_parameters: tuple[str, ...]
+    operations: list[Operation] = field(default_factory=list)
+    tag: str = ""
+
+
+# ---------------------------------------------------------------------------------------------------
+# Operations of a group-version, shared by both document versions
+
+
+def _gv_prefix(group: str, version: str) -> str:
+    return f"/apis/{group}/{version}" if group else f"/api/{version}"
+
+
+def _operation_prefix(resource: ResourceType) -> str:
+    """The operationId infix kube uses, e.g. AppsV1 or CoreV1 or RbacAuthorizationV1."""
+    group = resource.group.removesuffix(".k8s.io").split(".") if resource.group else ["core"]
+    return "".join(part.capitalize() for part in group) + resource.version.capitalize()
+
+
+def _tag(group: str, version: str) -> str:
+    base = group.removesuffix(".k8s.io").replace(".", "_") if group else "core"
+    return f"{base}_{version}"
+
+
+class _GroupVersionPaths:
+    """Collects the paths and operations of every resource in one group-version."""
+
+    def __init__(self, group: str, version: str) -> None:
+        self.prefix = _gv_prefix(group, version)
+        self.tag = _tag(group, version)
+        self.paths: dict[str, PathEntry] = {}
+
+    def add(self, path: str, path_parameters: tuple[str, ...], operation: Operation) -> None:
+        entry = self.paths.setdefault(path, PathEntry(path_parameters, tag=self.tag))
+        entry.operations.append(operation)
+
+    def add_resource(self, resource: ResourceType) -> None:
+        kind_name = schema.definition_name_for(resource.group, resource.version, resource.kind)
+        list_name = schema.definition_name_for(resource.group, resource.version, resource.list_kind)
+        ns = "/namespaces/{namespace}" if resource.namespaced else ""
+        ns_params = ("namespace",) if resource.namespaced else ()
+        collection = f"{self.prefix}{ns}/{resource.plural}"
+        item = collection + "/{name}"
+        gvk = {"group": resource.group, "kind": resource.kind, "version": resource.version}
+        names = _OperationNames(resource)
+        verbs = set(resource.verbs)
+        for path, params, operation in _collection_operations(
+            resource, verbs, names, gvk, kind_name, list_name
+        ):
+            self.add(path or collection, params or ns_params, operation)
+        for path, params, operation in _watch_operations(resource, verbs, names, gvk, self.prefix):
+            self.add(path, params, operation)
+        for operation in _item_operations(verbs, names, gvk, kind_name):
+            self.add(item, ("name", *ns_params), operation)
+        for subresource in resource.subresources:
+            for operation in _subresource_operations(resource, subresource, verbs, names, gvk, kind_name):
+                self.add(f"{item}/{subresource}", ("name", *ns_params), operation)
+
+
+class _OperationNames:
+    """operationIds in kube's style: listAppsV1NamespacedDeployment, readCoreV1Namespace, …"""
+
+    def __init__(self, resource: ResourceType) -> None:
+        self.infix = _operation_prefix(resource)
+        self.scope = "Namespaced" if resource.namespaced else ""
+        self.kind = resource.kind
+
+    def __call__(self, verb: str, suffix: str = "", scope: str | None = None) -> str:
+        used_scope = self.scope if scope is None else scope
+        return f"{verb}{self.infix}{used_scope}{self.kind}{suffix}"
+
+
+def _collection_operations(
+    resource: ResourceType,
+    verbs: set[str],
+    names: _OperationNames,
+    gvk: dict[str, str],
+    kind_name: str | None,
+    list_name: str | None,
+) -> Iterator[tuple[str, tuple[str, ...], Operation]]:
+    kind = resource.kind
+    if "list" in verbs:
+        yield (
+            "",
+            (),
+            Operation(
+                "get",
+                "list",
+                names("list"),
+                f"list or watch objects of kind {kind}",
+                gvk,
+                list_name,
+                query=LIST_QUERY,
+                produces=WATCH_MEDIA_TYPES,
+            ),
+        )
+        if resource.namespaced:
+            all_path = f"{_gv_prefix(resource.group, resource.version)}/{resource.plural}"
+            yield (
+                all_path,
+                ("",),
+                Operation(
+                    "get",
+                    "list",
+                    names("list", "ForAllNamespaces", ""),
+                    f"list or watch objects of kind {kind}",
+                    gvk,
+                    list_name,
+                    query=LIST_QUERY,
+                    produces=WATCH_MEDIA_TYPES,
+                ),
+            )
+    if "create" in verbs:
+        yield (
+            "",
+            (),
+            Operation(
+                "post",
+                "post",
+                names("create"),
+                f"create a {kind}",
+                gvk,
+                kind_name,
+                ("200", "201", "202"),
+                WRITE_QUERY,
+                kind_name,
+            ),
+        )
+    if "deletecollection" in verbs:
+        yield (
+            "",
+            (),
+            Operation(
+                "delete",
+                "deletecollection",
+                names("deleteCollection"),
+                f"delete collection of {kind}",
+                gvk,
+                STATUS,
+                query=DELETE_QUERY + LIST_QUERY,
+                body=DELETE_OPTIONS,
+            ),
+        )
+
+
+def _watch_operations(
+    resource: ResourceType, verbs: set[str], names: _OperationNames, gvk: dict[str, str], prefix: str
+) -> Iterator[tuple[str, tuple[str, ...], Operation]]:
+    if "watch" not in verbs:
+        return
+    ns = "/namespaces/{namespace}" if resource.namespaced else ""
+    ns_params = ("namespace",) if resource.namespaced else ()
+    collection = f"{prefix}/watch{ns}/{resource.plural}"
+    kind = resource.kind
+    yield (
+        collection,
+        ns_params,
+        Operation(
+            "get",
+            "watchlist",
+            names("watch", "List"),
+            f"watch changes to a list of {kind}",
+            gvk,
+            WATCH_EVENT,
+            query=LIST_QUERY,
+            produces=WATCH_MEDIA_TYPES,
+        ),
+    )
+    yield (
+        collection + "/{name}",
+        ("name", *ns_params),
+        Operation(
+            "get",
+            "watch",
+            names("watch"),
+            f"watch changes to an object of kind {kind}",
+            gvk,
+            WATCH_EVENT,
+            query=LIST_QUERY,
+            produces=WATCH_MEDIA_TYPES,
+        ),
+    )
+
+
+def _item_operations(
+    verbs: set[str], names: _OperationNames, gvk: dict[str, str], kind_name: str | None
+) -> Iterator[Operation]:
+    kind = gvk["kind"]
+    if "get" in verbs:
+        yield Operation("get", "get", names("read"), f"read the specified {kind}", gvk, kind_name)
+    if "update" in verbs:
+        yield Operation(
+            "put",
+            "put",
+            names("replace"),
+            f"replace the specified {kind}",
+            gvk,
+            kind_name,
+            ("200", "201"),
+            WRITE_QUERY,
+            kind_name,
+        )
+    if "patch" in verbs:
+        yield _patch_operation(names("patch"), f"partially update the specified {kind}", gvk, kind_name)
+    if "delete" in verbs:
+        yield Operation(
+            "delete",
+            "delete",
+            names("delete"),
+            f"delete a {kind}",
+            gvk,
+            STATUS,
+            ("200", "202"),
+            DELETE_QUERY,
+            DELETE_OPTIONS,
+        )
+
+
+def _patch_operation(operation_id: str, description: str, gvk: dict[str, str], name: str | None) -> Operation:
+    return Operation(
+        "patch",
+        "patch",
+        operation_id,
+        description,
+        gvk,
+        name,
+        ("200", "201"),
+        (*WRITE_QUERY, "force"),
+        "io.k8s.apimachinery.pkg.apis.meta.v1.Patch",
+        PATCH_MEDIA_TYPES,
+    )
+
+
+# Subresources whose operations mirror the parent's get/update/patch, with the kind they carry.
+_MIRRORED_SUBRESOURCES: dict[str, tuple[str, str, str] | None] = {
+    "status": None,
+    "approval": None,
+    "ephemeralcontainers": None,
+    "scale": ("autoscaling", "v1", "Scale"),
+}
+# Subresources that are a single create-like call: verb suffix, body kind.
+_POST_SUBRESOURCES: dict[str, tuple[str, str, str]] = {
+    "binding": ("", "v1", "Binding"),
+    "eviction": ("policy", "v1", "Eviction"),
+    "token": ("authentication.k8s.io", "v1", "TokenRequest"),
+}
+
+
+def _subresource_operations(
+    resource: ResourceType,
+    subresource: str,
+    verbs: set[str],
+    names: _OperationNames,
+    parent_gvk: dict[str, str],
+    kind_name: str | None,
+) -> Iterator[Operation]:
+    suffix = subresource.capitalize()
+    if subresource in _MIRRORED_SUBRESOURCES:
+        carried = _MIRRORED_SUBRESOURCES[subresource]
+        gvk = dict(zip(("group", "version", "kind"), carried, strict=True)) if carried else parent_gvk
+        name = schema.definition_name_for(*carried) if carried else kind_name
+        what = f"{subresource} of the specified {resource.kind}"
+        if "get" in verbs:
+            yield Operation("get", "get", names("read", suffix), f"read {what}", gvk, name)
+        if "update" in verbs:
+            yield Operation(
+                "put",
+                "put",
+                names("replace", suffix),
+                f"replace {what}",
+                gvk,
+                name,
+                ("200", "201"),
+                WRITE_QUERY,
+                name,
+            )
+        if "patch" in verbs:
+            yield _patch_operation(names("patch", suffix), f"partially update {what}", gvk, name)
+    elif subresource in _POST_SUBRESOURCES:
+        carried = _POST_SUBRESOURCES[subresource]
+        gvk = dict(zip(("group", "version", "kind"), carried, strict=True))
+        name = schema.definition_name_for(*carried)
+        yield Operation(
+            "post",
+            "post",
+            names("create", suffix),
+            f"create {subresource} of a {resource.kind}",
+            gvk,
+            name,
+            ("200", "201", "202"),
+            WRITE_QUERY,
+            name,
+        )
+    elif subresource == "finalize" and "update" in verbs:
+        yield Operation(
+            "put",
+            "put",
+            names("replace", suffix),
+            f"replace finalize of the specified {resource.kind}",
+            parent_gvk,
+            kind_name,
+            ("200", "201"),
+            WRITE_QUERY,
+            kind_name,
+        )
+    elif subresource == "log":
+        yield Operation(
+            "get",
+            "get",
+            names("read", "Log"),
+            f"read log of the specified {resource.kind}",
+            parent_gvk,
+            None,
+            produces=("text/plain", "application/json"),
+        )
+
+
+def group_version_paths(resources: ResourceTable, group: str, version: str) -> dict[str, PathEntry]:
+    collector = _GroupVersionPaths(group, version)
+    for resource in sorted(resources.in_group_version(group, version), key=lambda r: r.plural):
+        collector.add_resource(resource)
+    return collector.paths
+
+
+def _referenced_definitions(roots: list[str]) -> list[str]:
+    """The named definitions and every definition they reach, in a stable order."""
+    definitions = schema.all_definitions()
+    seen: dict[str, None] = {}
+    pending = list(roots)
+    while pending:
+        name = pending.pop()
+        if name in seen or name not in definitions:
+            continue
+        seen[name] = None
+        pending.extend(_refs_in(definitions[name]))
+    return sorted(seen)
+
+
+def _refs_in(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                yield value.rsplit("/", 1)[-1]
+            else:
+                yield from _refs_in(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _refs_in(item)
+
+
+def _definition_roots(paths: dict[str, PathEntry]) -> list[str]:
+    roots = {STATUS}
+    for entry in paths.values():
+        for operation in entry.operations:
+            roots.update(name for name in (operation.response, operation.body) if name)
+    return sorted(roots)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Schema rewriting
+
+
+def _rewrite_refs(node: Any, prefix: str, wrap_siblings: bool) -> Any:
+    """Copy a schema with bare `$ref` names made into `prefix + name`. With wrap_siblings (OpenAPI 3),
+    a `$ref` with sibling keys becomes `allOf: [{$ref}]` beside them, since 3.0 ignores `$ref` siblings."""
+    if isinstance(node, list):
+        return [_rewrite_refs(item, prefix, wrap_siblings) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _rewrite_refs(value, prefix, wrap_siblings) for key, value in node.items() if key != "$ref"}
+    if "$ref" in node:
+        ref = {"$ref": prefix + node["$ref"].rsplit("/", 1)[-1]}
+        if wrap_siblings and out:
+            out["allOf"] = [ref]
+        else:
+            out.update(ref)
+    return out
+
+
+# kube-openapi publishes these two differently in OpenAPI 3: as a oneOf of the accepted JSON types.
+_V3_SPECIAL = {
+    "io.k8s.apimachinery.pkg.util.intstr.IntOrString": {
+        "format": "int-or-string",
+        "oneOf": [{"type": "integer"}, {"type": "string"}],
+    },
+    "io.k8s.apimachinery.pkg.api.resource.Quantity": {"oneOf": [{"type": "string"}, {"type": "number"}]},
+}
+
+
+def _v3_schema(name: str, definition: dict[str, Any]) -> dict[str, Any]:
+    if name in _V3_SPECIAL:
+        special = dict(_V3_SPECIAL[name])
+        if "description" in definition:
+            special["description"] = definition["description"]
+        return special
+    return _rewrite_refs(definition, "#/components/schemas/", wrap_siblings=True)
+
+
+# ---------------------------------------------------------------------------------------------------
+# OpenAPI 3
+
+
+def _v3_parameter(name: str, where: str = "query") -> dict[str, Any]:
+    if where == "path":
+        return {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "description": f"name of the {name}",
+            "schema": {"type": "string", "uniqueItems": True},
+        }
+    kind, description = QUERY_PARAMETERS[name]
+    return {
+        "name": name,
+        "in": "query",
+        "description": description,
+        "schema": {"type": kind, "uniqueItems": True},
+    }
+
+
+def _v3_content(name: str | None, media_types: tuple[str, ...]) -> dict[str, Any]:
+    body_schema = {"$ref": f"#/components/schemas/{name}"} if name else {"type": "string"}
+    return {media: {"schema": body_schema} for media in media_types}
+
+
+def _v3_operation(operation: Operation, tag: str) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "tags": [tag],
+        "description": operation.description,
+        "operationId": operation.operation_id,
+        "parameters": [_v3_parameter(name) for name in operation.query],
+    }
+    if operation.body:
+        out["requestBody"] = {"content": _v3_content(operation.body, operation.consumes), "required": True}
+    responses: dict[str, Any] = {
+        code: {
+            "description": _RESPONSE_TEXT[code],
+            "content": _v3_content(operation.response, operation.produces),
+        }
+        for code in operation.response_codes
+    }
+    responses["401"] = {"description": "Unauthorized"}
+    out["responses"] = responses
+    out["x-kubernetes-action"] = operation.action
+    out["x-kubernetes-group-version-kind"] = operation.gvk
+    return out
+
+
+_RESPONSE_TEXT = {"200": "OK", "201": "Created", "202": "Accepted"}
+_SECURITY_SCHEMES = {
+    "BearerToken": {
+        "type": "apiKey",
+        "description": "Bearer token authentication: 'Authorization: Bearer <token>'.",
+        "name": "authorization",
+        "in": "header",
+    }
+}
+
+
+def _v3_paths(paths: dict[str, PathEntry]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for path, entry in paths.items():
+        item: dict[str, Any] = {}
+        for operation in entry.operations:
+            item[operation.method] = _v3_operation(operation, entry.tag)
+        item["parameters"] = [_v3_parameter(name, "path") for name in entry.path_parameters if name]
+        item["parameters"].append(_v3_parameter("pretty"))
+        out[path] = item
+    return out
+
+
+def build_v3_document(resources: ResourceTable, group: str, version: str) -> dict[str, Any] | None:
+    if not resources.in_group_version(group, version):
+        return None
+    paths = group_version_paths(resources, group, version)
+    definitions = schema.all_definitions()
+    schemas = {
+        name: _v3_schema(name, definitions[name])
+        for name in _referenced_definitions(_definition_roots(paths))
+    }
+    return {
+        "openapi": "3.0.0",
+        "info": {"title": OPENAPI_TITLE, "version": OPENAPI_VERSION},
+        "paths": _v3_paths(paths),
+        "components": {"schemas": schemas, "securitySchemes": _SECURITY_SCHEMES},
+        "security": [{"BearerToken": []}],
+    }
+
+
+def v3_path_key(group: str, version: str) -> str:
+    """The key of a group-version in the /openapi/v3 index: api/v1 or apis/<group>/<version>."""
+    return _gv_prefix(group, version).lstrip("/")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Swagger 2.0
+
+
+def _v2_parameter(name: str, where: str = "query") -> dict[str, Any]:
+    if where == "path":
+        return {
+            "uniqueItems": True,
+            "type": "string",
+            "description": f"name of the {name}",
+            "name": name,
+            "in": "path",
+            "required": True,
+        }
+    kind, description = QUERY_PARAMETERS[name]
+    return {"uniqueItems": True, "type": kind, "description": description, "name": name, "in": "query"}
+
+
+def _v2_operation(operation: Operation, tag: str) -> dict[str, Any]:
+    parameters = []
+    if operation.body:
+        parameters.append(
+            {
+                "name": "body",
+                "in": "body",
+                "required": True,
+                "schema": {"$ref": f"#/definitions/{operation.body}"},
+            }
+        )
+    parameters.extend(_v2_parameter(name) for name in operation.query)
+    response_schema = (
+        {"$ref": f"#/definitions/{operation.response}"} if operation.response else {"type": "string"}
+    )
+    responses: dict[str, Any] = {
+        code: {"description": _RESPONSE_TEXT[code], "schema": response_schema}
+        for code in operation.response_codes
+    }
+    responses["401"] = {"description": "Unauthorized"}
+    return {
+        "description": operation.description,
+        "consumes": list(operation.consumes),
+        "produces": list(operation.produces),
+        "schemes": ["https"],
+        "tags": [tag],
+        "operationId": operation.operation_id,
+        "parameters": parameters,
+        "responses": responses,
+        "x-kubernetes-action": operation.action,
+        "x-kubernetes-group-version-kind": operation.gvk,
+    }
+
+
+def build_v2_document(resources: ResourceTable) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    roots: set[str] = set()
+    for group, versions in resources.group_versions().items():
+        for version in versions:
+            gv_paths = group_version_paths(resources, group, version)
+            roots.update(_definition_roots(gv_paths))
+            for path, entry in gv_paths.items():
+                item: dict[str, Any] = {op.method: _v2_operation(op, entry.tag) for op in entry.operations}
+                item["parameters"] = [_v2_parameter(name, "path") for name in entry.path_parameters if name]
+                item["parameters"].append(_v2_parameter("pretty"))
+                paths[path] = item
+    definitions = schema.all_definitions()
+    return {
+        "swagger": "2.0",
+        "info": {"title": OPENAPI_TITLE, "version": OPENAPI_VERSION},
+        "paths": paths,
+        "definitions": {
+            name: _rewrite_refs(definitions[name], "#/definitions/", wrap_siblings=False)
+            for name in _referenced_definitions(sorted(roots))
+        },
+        "securityDefinitions": _SECURITY_SCHEMES,
+        "security": [{"BearerToken": []}],
+    }
+
+
+# ---------------------------------------------------------------------------------------------------
+# Cached, serialized documents
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A serialized document and its content hash (for ETags and the v3 index's ?hash=)."""
+
+    body: bytes
+    etag: str
+
+
+def _rendered(body: bytes) -> Rendered:
+    return Rendered(body, hashlib.sha512(body).hexdigest().upper())
+
+
+def openapi_cache_key(resources: ResourceTable) -> tuple[Any, ...]:
+    """Changes whenever the served resources or the registered schemas change."""
+    return (id(resources), tuple(resources), schema.schema_generation())
+
+
+class _DocumentCache:
+    """Documents for the most recent cache key; older ones are dropped on the first change."""
+
+    def __init__(self) -> None:
+        self._key: tuple[Any, ...] | None = None
+        self._entries: dict[tuple[str, ...], Any] = {}
+
+    def get(self, resources: ResourceTable, entry: tuple[str, ...], build: Any) -> Any:
+        key = openapi_cache_key(resources)
+        if key != self._key:
+            self._key, self._entries = key, {}
+        if entry not in self._entries:
+            self._entries[entry] = build()
+        return self._entries[entry]
+
+
+_CACHE = _DocumentCache()
+
+
+def openapi_v3_document(resources: ResourceTable, group: str, version: str) -> dict[str, Any] | None:
+    """The OpenAPI 3.0 document of one group-version, or None when nothing is served there."""
+    return _CACHE.get(resources, ("v3", group, version), lambda: build_v3_document(resources, group, version))
+
+
+def openapi_v3_document_json(resources: ResourceTable, group: str, version: str) -> Rendered | None:
+    def render() -> Rendered | None:
+        document = openapi_v3_document(resources, group, version)
+        return _rendered(orjson.dumps(document)) if document is not None else None
+
+    return _CACHE.get(resources, ("v3-json", group, version), render)
+
+
+def openapi_v3_index(resources: ResourceTable) -> dict[str, Any]:
+    """The /openapi/v3 discovery document: each group-version's path and the hash of its content."""
+
+    def build() -> dict[str, Any]:
+        paths = {}
+        for group, versions in resources.group_versions().items():
+            for version in versions:
+                rendered = openapi_v3_document_json(resources, group, version)
+                if rendered is not None:
+                    key = v3_path_key(group, version)
+                    paths[key] = {"serverRelativeURL": f"/openapi/v3/{key}?hash={rendered.etag}"}
+        return {"paths": paths}
+
+    return _CACHE.get(resources, ("v3-index",), build)
+
+
+def openapi_v2_document(resources: ResourceTable) -> dict[str, Any]:
+    """The Swagger 2.0 document of everything served."""
+    return _CACHE.get(resources, ("v2",), lambda: build_v2_document(resources))
+
+
+def openapi_v2_json(resources: ResourceTable) -> Rendered:
+    return _CACHE.get(
+        resources, ("v2-json",), lambda: _rendered(orjson.dumps(openapi_v2_document(resources)))
+    )
+
+
+def openapi_v2_protobuf(resources: ResourceTable) -> Rendered:
+    """The Swagger 2.0 document in gnostic's protobuf encoding, which kubectl 1.27/1.28 require."""
+    return _CACHE.get(
+        resources, ("v2-pb",), lambda: _rendered(encode_document(openapi_v2_document(resources)))
+    )
+
+
+def wants_v2_protobuf(accept: str) -> bool:
+    """Whether an Accept header asks /openapi/v2 for the protobuf encoding."""
+    return any(media in accept for media in OPENAPI_V2_PROTOBUF_ALIASES)

@@ -1,0 +1,69 @@
+"""What every request handler shares: storage, the watch hub, the resource table, the auth chain."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from apiserver.auth.authn import AuthenticatorChain
+from apiserver.auth.authz import Authorizer
+from apiserver.config import ServerConfig
+from apiserver.metrics import Metrics
+from apiserver.registry import strategy_for
+from apiserver.registry.base import Strategy
+from apiserver.storage.store import Change, Store
+from apiserver.watch.hub import WatchHub
+from skiff.api.kinds import ResourceTable, ResourceType
+
+NAMESPACES_KEY = "core/namespaces"
+
+
+@dataclass
+class NamespacePhases:
+    """Namespace phases as last seen in the change stream; the store is asked on a miss."""
+
+    phases: dict[str, str] = field(default_factory=dict)
+
+    def observe(self, changes: Iterable[Change]) -> None:
+        for change in changes:
+            if change.resource != NAMESPACES_KEY:
+                continue
+            if change.event == "DELETED":
+                self.phases.pop(change.name, None)
+            else:
+                obj = change.obj()
+                terminating = obj.get("metadata", {}).get("deletionTimestamp") is not None
+                self.phases[change.name] = "Terminating" if terminating else "Active"
+
+
+@dataclass
+class ServerState:
+    config: ServerConfig
+    store: Store
+    hub: WatchHub
+    resources: ResourceTable
+    authn: AuthenticatorChain
+    authz: Authorizer
+    metrics: Metrics
+    namespaces: NamespacePhases = field(default_factory=NamespacePhases)
+    # Handlers that other features plug in: (kind, subresource) → handler, and non-resource paths.
+    extra_subresources: dict[tuple[str, str], Callable[[Any], Awaitable[Response]]] = field(
+        default_factory=dict
+    )
+    extra_paths: dict[str, Callable[[Request], Awaitable[Response]]] = field(default_factory=dict)
+    openapi: Callable[[Request], Awaitable[Response]] = field(default=None)  # type: ignore[assignment]
+    _strategies: dict[ResourceType, Strategy] = field(default_factory=dict)
+
+    def strategy(self, resource: ResourceType) -> Strategy:
+        strategy = self._strategies.get(resource)
+        if strategy is None:
+            strategy = self._strategies[resource] = strategy_for(resource)
+        return strategy
+
+    def publish(self, changes: list[Change]) -> None:
+        self.namespaces.observe(changes)
+        self.hub.publish(changes)

@@ -1,0 +1,190 @@
+"""`skiff apiserver`: start the API server (HTTPS, storage, watch, compaction) and serve until stopped."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import socket
+import ssl
+import sys
+from pathlib import Path
+from typing import IO, Any
+
+import uvicorn
+
+from apiserver.auth.authn import AuthenticatorChain, ClientCertificateAuthenticator
+from apiserver.auth.authz import AllowAuthenticated
+from apiserver.auth.pki import ensure_cluster_pki
+from apiserver.bootstrap import ensure_system_namespaces
+from apiserver.config import ServerConfig
+from apiserver.http.app import create_app
+from apiserver.http.openapi_routes import serve_openapi
+from apiserver.http.server_state import ServerState
+from apiserver.http.tls import CertificateHttpProtocol
+from apiserver.metrics import Metrics
+from apiserver.storage.store import Store
+from apiserver.watch.hub import WatchHub
+from apiserver.watch.tailer import ChangeTailer
+from skiff.api.kinds import BUILTINS, ResourceTable
+
+log = logging.getLogger("skiff.apiserver")
+
+
+def parse_args(argv: list[str] | None = None) -> ServerConfig:
+    parser = argparse.ArgumentParser(prog="skiff apiserver", description="Run the Skiff API server.")
+    parser.add_argument("--data-dir", required=True, type=Path, help="PKI, SQLite database and kubeconfigs")
+    parser.add_argument("--database", default="", help="SQLAlchemy URL; default: SQLite in the data dir")
+    parser.add_argument("--bind", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=6443)
+    parser.add_argument("--tls-san", action="append", default=[], help="extra serving-certificate name or IP")
+    parser.add_argument("--compaction-window", type=float, default=300.0, help="seconds of watch history")
+    parser.add_argument("--compaction-interval", type=float, default=60.0)
+    parser.add_argument("--watch-bookmark-interval", type=float, default=10.0)
+    parser.add_argument("--no-access-log", action="store_true")
+    parser.add_argument("--log-level", default="info")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    return ServerConfig(
+        data_dir=args.data_dir,
+        database_url=args.database,
+        bind=args.bind,
+        port=args.port,
+        extra_sans=args.tls_san,
+        compaction_window_seconds=args.compaction_window,
+        compaction_interval_seconds=args.compaction_interval,
+        watch_bookmark_seconds=args.watch_bookmark_interval,
+        access_log=not args.no_access_log,
+    )
+
+
+def lock_sqlite(config: ServerConfig) -> IO[str] | None:
+    """One process owns a SQLite database; a second one stops with a clear message."""
+    if not config.uses_sqlite:
+        return None
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(config.data_dir / "skiff.db.lock", "w")  # noqa: SIM115 - held for the process lifetime
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        sys.exit(
+            f"skiff apiserver: {config.sqlite_path} is in use by another API server process. SQLite serves one "
+            "process; run several API servers on PostgreSQL with --database postgresql+asyncpg://…"
+        )
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
+
+
+def server_url(config: ServerConfig) -> str:
+    host = "127.0.0.1" if config.bind in ("0.0.0.0", "::", "") else config.bind
+    return f"https://{host}:{config.port}"
+
+
+class ApiHttpServer(uvicorn.Server):
+    """uvicorn, plus ending open watches at shutdown so that streaming clients get a clean end."""
+
+    def __init__(self, config: uvicorn.Config, hub: WatchHub) -> None:
+        super().__init__(config)
+        self.hub = hub
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop().call_soon_threadsafe(self.hub.close_all)
+        super().handle_exit(sig, frame)
+
+
+async def build_state(config: ServerConfig, resources: ResourceTable = BUILTINS) -> tuple[ServerState, Any]:
+    metrics = Metrics()
+    store = Store(config.resolved_database_url())
+    await store.open()
+    hub = WatchHub(head_rv=await store.current_rv())
+    state = ServerState(
+        config=config,
+        store=store,
+        hub=hub,
+        resources=resources,
+        authn=AuthenticatorChain([ClientCertificateAuthenticator()]),
+        authz=AllowAuthenticated(),
+        metrics=metrics,
+    )
+    state.openapi = lambda request: serve_openapi(state, request)
+    store.write_latency = metrics.storage_write.observe
+    tailer = None
+    if store.is_postgres:
+        tailer = ChangeTailer(store, hub, state.publish)
+        store.on_commit = lambda _changes: tailer.poke()
+        await tailer.start()
+    else:
+        store.on_commit = state.publish
+    await ensure_system_namespaces(state)
+    return state, tailer
+
+
+async def compact_forever(state: ServerState) -> None:
+    config = state.config
+    while True:
+        await asyncio.sleep(config.compaction_interval_seconds)
+        try:
+            compacted = await state.store.compact(config.compaction_window_seconds)
+            state.metrics.compacted_rv.set(compacted)
+            state.metrics.log_rows.set(await state.store.log_size())
+            state.metrics.head_rv.set(state.hub.head_rv)
+        except Exception:
+            log.exception("compaction failed; will retry")
+
+
+async def run(config: ServerConfig) -> None:
+    lock = lock_sqlite(config)
+    pki = ensure_cluster_pki(config.data_dir, server_url(config), [socket.gethostname(), *config.extra_sans])
+    state, tailer = await build_state(config)
+    app = create_app(state)
+    uv_config = uvicorn.Config(
+        app,
+        host=config.bind,
+        port=config.port,
+        ssl_certfile=str(pki.serving_cert),
+        ssl_keyfile=str(pki.serving_key),
+        ssl_ca_certs=str(pki.ca_cert),
+        ssl_cert_reqs=ssl.CERT_OPTIONAL,
+        http=CertificateHttpProtocol,
+        lifespan="off",
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=5,
+        timeout_keep_alive=75,
+    )
+    server = ApiHttpServer(uv_config, state.hub)
+    compactor = asyncio.create_task(compact_forever(state), name="compactor")
+    log.info(
+        "serving on %s (storage: %s)",
+        server_url(config),
+        "PostgreSQL" if state.store.is_postgres else "SQLite",
+    )
+    try:
+        await server.serve()
+    finally:
+        compactor.cancel()
+        state.hub.close_all()
+        if tailer is not None:
+            await tailer.stop()
+        await state.store.close()
+        if lock is not None:
+            lock.close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    config = parse_args(argv)
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(run(config))
+    else:
+        uvloop.run(run(config))
+
+
+if __name__ == "__main__":
+    main()

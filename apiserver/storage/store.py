@@ -1,0 +1,425 @@
+"""The object store: reads, batched writes with optimistic concurrency, and the change log.
+
+Writes from all requests go through one writer task per process that commits them in batches (group
+commit): one transaction takes the resourceVersion counter, checks every operation's precondition
+against the current rows, writes the surviving operations and their change-log rows, and commits. A
+failed precondition fails only its own operation. On PostgreSQL the counter row is locked for the
+transaction, so writers in several processes commit in resourceVersion order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, event, func, select, tuple_, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from apiserver.storage import tables as t
+from apiserver.storage.migrate import upgrade
+
+log = logging.getLogger("skiff.storage")
+
+MAX_BATCH = 256
+
+
+class StoreError(Exception):
+    """A write whose precondition failed; the handler turns it into a Status."""
+
+
+class KeyNotFound(StoreError):
+    pass
+
+
+class KeyExists(StoreError):
+    pass
+
+
+class VersionConflict(StoreError):
+    pass
+
+
+class ResourceVersionExpired(StoreError):
+    """The requested resourceVersion is older than the compacted part of the change log."""
+
+    def __init__(self, requested: int, compacted: int) -> None:
+        super().__init__(f"too old resource version: {requested} ({compacted})")
+        self.requested = requested
+        self.compacted = compacted
+
+
+Key = tuple[str, str, str]
+
+
+@dataclass(slots=True)
+class Change:
+    """One committed write: what the change log holds and what watchers receive."""
+
+    rv: int
+    event: str
+    resource: str
+    namespace: str
+    name: str
+    data: bytes
+    _obj: dict[str, Any] | None = None
+
+    def obj(self) -> dict[str, Any]:
+        if self._obj is None:
+            self._obj = orjson.loads(self.data)
+        return self._obj
+
+
+@dataclass(slots=True)
+class Stored:
+    """A stored object as read or written: its resourceVersion and its JSON bytes."""
+
+    rv: int
+    data: bytes
+    _obj: dict[str, Any] | None = None
+
+    def obj(self) -> dict[str, Any]:
+        if self._obj is None:
+            self._obj = orjson.loads(self.data)
+        return self._obj
+
+
+@dataclass(slots=True)
+class _Write:
+    op: str  # create | update | delete
+    key: Key
+    obj: dict[str, Any]
+    expected_rv: int | None
+    future: asyncio.Future[Stored] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+@dataclass(slots=True)
+class ListPage:
+    rv: int
+    rows: list[tuple[str, str, bytes]]  # (namespace, name, data)
+    more: bool
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Autocommit at the driver so that SQLAlchemy's own BEGIN (below) opens a real transaction for
+    # reads too: a list must read the counter and the rows from one snapshot.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # NORMAL keeps every committed transaction across a process crash (kill -9); only an OS crash or
+    # power loss can drop the last commits.
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=5000")
+    cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    connection.exec_driver_sql("BEGIN")
+
+
+class Store:
+    """Async access to the object table and the change log."""
+
+    def __init__(self, url: str, on_commit: Callable[[list[Change]], None] | None = None) -> None:
+        self.url = url
+        self.engine: AsyncEngine = self._make_engine(url)
+        self.dialect = self.engine.dialect.name
+        self.on_commit = on_commit
+        self._queue: asyncio.Queue[_Write] = asyncio.Queue()
+        self._writer: asyncio.Task[None] | None = None
+        self.write_latency: Callable[[float], None] | None = None
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.dialect == "postgresql"
+
+    @staticmethod
+    def _make_engine(url: str) -> AsyncEngine:
+        if url.startswith("sqlite"):
+            engine = create_async_engine(url, pool_size=4, max_overflow=4)
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(engine.sync_engine, "begin", _sqlite_begin)
+            return engine
+        return create_async_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+
+    async def open(self) -> None:
+        await upgrade(self.engine)
+        self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer
+        await self.engine.dispose()
+
+    # -- reads --------------------------------------------------------------------------------------
+    async def current_rv(self) -> int:
+        async with self.engine.connect() as conn:
+            return await self._counter(conn, t.RESOURCE_VERSION)
+
+    async def compacted_rv(self) -> int:
+        async with self.engine.connect() as conn:
+            return await self._counter(conn, t.COMPACTED)
+
+    @staticmethod
+    async def _counter(conn: AsyncConnection, key: str) -> int:
+        result = await conn.execute(select(t.counters.c.value).where(t.counters.c.key == key))
+        return int(result.scalar_one())
+
+    async def get(self, resource: str, namespace: str, name: str) -> Stored | None:
+        o = t.objects.c
+        query = select(o.rv, o.data).where(o.resource == resource, o.namespace == namespace, o.name == name)
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else Stored(row.rv, row.data)
+
+    async def list(
+        self,
+        resource: str,
+        namespace: str | None,
+        *,
+        after: tuple[str, str] | None = None,
+        limit: int | None = None,
+        name: str | None = None,
+    ) -> ListPage:
+        """Read the objects of one resource (optionally one namespace) in key order, from one snapshot."""
+        o = t.objects.c
+        query = select(o.namespace, o.name, o.data).where(o.resource == resource)
+        if namespace is not None:
+            query = query.where(o.namespace == namespace)
+        if name is not None:
+            query = query.where(o.name == name)
+        if after is not None:
+            query = query.where(tuple_(o.namespace, o.name) > tuple_(*after))
+        query = query.order_by(o.namespace, o.name)
+        if limit:
+            query = query.limit(limit + 1)
+        async with self._snapshot() as conn:
+            rv = await self._counter(conn, t.RESOURCE_VERSION)
+            rows = [(r.namespace, r.name, r.data) for r in await conn.execute(query)]
+        more = bool(limit) and len(rows) > (limit or 0)
+        if more:
+            rows = rows[:limit]
+        return ListPage(rv, rows, more)
+
+    async def count(self, resource: str, namespace: str | None = None) -> int:
+        o = t.objects.c
+        query = select(func.count()).select_from(t.objects).where(o.resource == resource)
+        if namespace is not None:
+            query = query.where(o.namespace == namespace)
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(query)).scalar_one())
+
+    @contextlib.asynccontextmanager
+    async def _snapshot(self):  # type: ignore[no-untyped-def]
+        async with self.engine.connect() as conn:
+            if self.is_postgres:
+                conn = await conn.execution_options(isolation_level="REPEATABLE READ")
+            async with conn.begin():
+                yield conn
+
+    async def changes_since(
+        self, after_rv: int, until_rv: int | None = None, limit: int = 5000
+    ) -> list[Change]:
+        """Read the change log after `after_rv`, in order. Raises ResourceVersionExpired when compacted."""
+        c = t.changes.c
+        query = select(c.rv, c.event, c.resource, c.namespace, c.name, c.data).where(c.rv > after_rv)
+        if until_rv is not None:
+            query = query.where(c.rv <= until_rv)
+        query = query.order_by(c.rv).limit(limit)
+        async with self._snapshot() as conn:
+            compacted = await self._counter(conn, t.COMPACTED)
+            if after_rv < compacted:
+                raise ResourceVersionExpired(after_rv, compacted)
+            rows = (await conn.execute(query)).all()
+        return [Change(r.rv, t.EVENT_NAMES[r.event], r.resource, r.namespace, r.name, r.data) for r in rows]
+
+    async def resources_in_namespace(self, namespace: str) -> list[tuple[str, str]]:
+        o = t.objects.c
+        query = select(o.resource, o.name).where(o.namespace == namespace)
+        async with self.engine.connect() as conn:
+            return [(r.resource, r.name) for r in await conn.execute(query)]
+
+    # -- writes -------------------------------------------------------------------------------------
+    async def create(self, resource: str, namespace: str, name: str, obj: dict[str, Any]) -> Stored:
+        return await self._submit("create", (resource, namespace, name), obj, None)
+
+    async def update(
+        self, resource: str, namespace: str, name: str, obj: dict[str, Any], expected_rv: int | None
+    ) -> Stored:
+        return await self._submit("update", (resource, namespace, name), obj, expected_rv)
+
+    async def delete(
+        self, resource: str, namespace: str, name: str, obj: dict[str, Any], expected_rv: int | None
+    ) -> Stored:
+        """Remove an object; `obj` is its final state, which the DELETED event carries."""
+        return await self._submit("delete", (resource, namespace, name), obj, expected_rv)
+
+    async def _submit(self, op: str, key: Key, obj: dict[str, Any], expected_rv: int | None) -> Stored:
+        write = _Write(op, key, obj, expected_rv)
+        self._queue.put_nowait(write)
+        return await write.future
+
+    async def _write_loop(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            started = time.perf_counter()
+            try:
+                changes = await self._commit(batch)
+            except Exception as exc:  # a database failure fails the whole batch, never the loop
+                log.exception("storage write failed")
+                for write in batch:
+                    if not write.future.done():
+                        write.future.set_exception(exc)
+                continue
+            if self.write_latency is not None:
+                self.write_latency(time.perf_counter() - started)
+            if self.on_commit is not None and changes:
+                self.on_commit(changes)
+
+    async def _commit(self, batch: list[_Write]) -> list[Change]:
+        async with self.engine.begin() as conn:
+            counter = select(t.counters.c.value).where(t.counters.c.key == t.RESOURCE_VERSION)
+            rv = int((await conn.execute(counter.with_for_update())).scalar_one())
+            current = await self._current_versions(conn, {w.key for w in batch})
+            plan = _plan_batch(batch, current, rv)
+            if plan.changes:
+                await self._apply_plan(conn, plan)
+                await conn.execute(
+                    update(t.counters)
+                    .where(t.counters.c.key == t.RESOURCE_VERSION)
+                    .values(value=plan.last_rv)
+                )
+                if self.is_postgres:
+                    await conn.exec_driver_sql("SELECT pg_notify('skiff_changes', '')")
+        for write, outcome in plan.outcomes:
+            if isinstance(outcome, Exception):
+                write.future.set_exception(outcome)
+            else:
+                write.future.set_result(outcome)
+        return plan.changes
+
+    @staticmethod
+    async def _current_versions(conn: AsyncConnection, keys: set[Key]) -> dict[Key, int]:
+        o = t.objects.c
+        query = select(o.resource, o.namespace, o.name, o.rv).where(
+            tuple_(o.resource, o.namespace, o.name).in_(list(keys))
+        )
+        return {(r.resource, r.namespace, r.name): r.rv for r in await conn.execute(query)}
+
+    async def _apply_plan(self, conn: AsyncConnection, plan: _Plan) -> None:
+        o = t.objects.c
+        removed = [key for key, state in plan.final.items() if state is None]
+        present = [state for state in plan.final.values() if state is not None]
+        for key in removed:
+            await conn.execute(
+                delete(t.objects).where(o.resource == key[0], o.namespace == key[1], o.name == key[2])
+            )
+        if present:
+            insert = (postgresql.insert if self.is_postgres else sqlite.insert)(t.objects)
+            upsert = insert.on_conflict_do_update(
+                index_elements=[o.resource, o.namespace, o.name],
+                set_={"uid": insert.excluded.uid, "rv": insert.excluded.rv, "data": insert.excluded.data},
+            )
+            await conn.execute(upsert, present)
+        now = time.time()
+        await conn.execute(
+            t.changes.insert(),
+            [
+                {
+                    "rv": ch.rv,
+                    "resource": ch.resource,
+                    "namespace": ch.namespace,
+                    "name": ch.name,
+                    "event": _EVENT_CODES[ch.event],
+                    "ts": now,
+                    "data": ch.data,
+                }
+                for ch in plan.changes
+            ],
+        )
+
+    # -- maintenance --------------------------------------------------------------------------------
+    async def compact(self, window_seconds: float) -> int:
+        """Drop change-log entries older than the window; returns the new compacted resourceVersion."""
+        c = t.changes.c
+        cutoff = time.time() - window_seconds
+        async with self.engine.begin() as conn:
+            newest_old = (await conn.execute(select(func.max(c.rv)).where(c.ts < cutoff))).scalar_one()
+            compacted = await self._counter(conn, t.COMPACTED)
+            if newest_old is None or newest_old <= compacted:
+                return compacted
+            await conn.execute(delete(t.changes).where(c.rv <= newest_old))
+            await conn.execute(
+                update(t.counters).where(t.counters.c.key == t.COMPACTED).values(value=newest_old)
+            )
+            return int(newest_old)
+
+    async def log_size(self) -> int:
+        async with self.engine.connect() as conn:
+            return int((await conn.execute(select(func.count()).select_from(t.changes))).scalar_one())
+
+
+_EVENT_CODES = {"ADDED": t.ADDED, "MODIFIED": t.MODIFIED, "DELETED": t.DELETED}
+
+
+@dataclass
+class _Plan:
+    last_rv: int
+    changes: list[Change] = field(default_factory=list)
+    outcomes: list[tuple[_Write, Stored | Exception]] = field(default_factory=list)
+    final: dict[Key, dict[str, Any] | None] = field(default_factory=dict)
+
+
+def _plan_batch(batch: Iterable[_Write], current: dict[Key, int], rv: int) -> _Plan:
+    """Check each write against the state left by the writes before it and give survivors an rv."""
+    plan = _Plan(last_rv=rv)
+    versions: dict[Key, int | None] = dict(current)
+    for write in batch:
+        existing = versions.get(write.key)
+        failure = _precondition_failure(write, existing)
+        if failure is not None:
+            plan.outcomes.append((write, failure))
+            continue
+        plan.last_rv += 1
+        new_rv = plan.last_rv
+        metadata = write.obj.setdefault("metadata", {})
+        metadata["resourceVersion"] = str(new_rv)
+        data = orjson.dumps(write.obj)
+        event_name = {"create": "ADDED", "update": "MODIFIED", "delete": "DELETED"}[write.op]
+        resource, namespace, name = write.key
+        plan.changes.append(Change(new_rv, event_name, resource, namespace, name, data, write.obj))
+        if write.op == "delete":
+            versions[write.key] = None
+            plan.final[write.key] = None
+        else:
+            versions[write.key] = new_rv
+            plan.final[write.key] = {
+                "resource": resource,
+                "namespace": namespace,
+                "name": name,
+                "uid": metadata.get("uid", ""),
+                "rv": new_rv,
+                "data": data,
+            }
+        plan.outcomes.append((write, Stored(new_rv, data, write.obj)))
+    return plan
+
+
+def _precondition_failure(write: _Write, existing: int | None) -> StoreError | None:
+    if write.op == "create":
+        return KeyExists() if existing is not None else None
+    if existing is None:
+        return KeyNotFound()
+    if write.expected_rv is not None and write.expected_rv != existing:
+        return VersionConflict()
+    return None
