@@ -71,8 +71,8 @@ def lock_sqlite(config: ServerConfig) -> IO[str] | None:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         sys.exit(
-            f"skiff apiserver: {config.sqlite_path} is in use by another API server process. SQLite serves one "
-            "process; run several API servers on PostgreSQL with --database postgresql+asyncpg://…"
+            f"skiff apiserver: {config.sqlite_path} is in use by another API server process. SQLite serves "
+            "one process; run several API servers on PostgreSQL with --database postgresql+asyncpg://..."
         )
     handle.write(str(os.getpid()))
     handle.flush()

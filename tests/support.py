@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -77,7 +79,7 @@ class ApiServer:
                 raise RuntimeError(f"apiserver exited with {self.process.returncode}:\n{self.log()}")
             with contextlib.suppress(httpx.HTTPError, OSError):
                 if self.ca_cert.exists():
-                    response = httpx.get(f"{self.url}/readyz", verify=str(self.ca_cert), timeout=2)
+                    response = httpx.get(f"{self.url}/readyz", verify=self.tls(False), timeout=2)
                     if response.status_code == 200:
                         return
             time.sleep(0.1)
@@ -99,12 +101,22 @@ class ApiServer:
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
 
-    def client(self, **kwargs: object) -> httpx.Client:
-        """An httpx client authenticated as the cluster admin."""
-        return httpx.Client(base_url=self.url, verify=str(self.ca_cert), cert=self.admin_cert, **kwargs)  # type: ignore[arg-type]
+    def tls(self, with_client_cert: bool = True) -> ssl.SSLContext:
+        """TLS trusting the cluster CA, presenting the admin certificate unless told otherwise."""
+        context = ssl.create_default_context(cafile=str(self.ca_cert))
+        if with_client_cert:
+            context.load_cert_chain(*self.admin_cert)
+        return context
 
-    def async_client(self, **kwargs: object) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url, verify=str(self.ca_cert), cert=self.admin_cert, **kwargs)  # type: ignore[arg-type]
+    def client(self, **kwargs: Any) -> httpx.Client:
+        """An httpx client authenticated as the cluster admin."""
+        return httpx.Client(base_url=self.url, verify=self.tls(), **kwargs)
+
+    def anonymous_client(self, **kwargs: Any) -> httpx.Client:
+        return httpx.Client(base_url=self.url, verify=self.tls(with_client_cert=False), **kwargs)
+
+    def async_client(self, **kwargs: Any) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.url, verify=self.tls(), **kwargs)
 
 
 def postgres_available() -> bool:

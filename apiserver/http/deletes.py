@@ -101,7 +101,8 @@ def _check_preconditions(ctx: RequestContext, name: str, obj: dict[str, Any], op
             resource.plural,
             name,
             resource.group,
-            f"Precondition failed: UID in precondition: {options.uid}, UID in object meta: {metadata.get('uid')}",
+            f"Precondition failed: UID in precondition: {options.uid}, "
+            f"UID in object meta: {metadata.get('uid')}",
         )
     if options.resource_version is not None and options.resource_version != metadata.get("resourceVersion"):
         raise conflict(

@@ -60,10 +60,8 @@ def parse_request(method: str, path: str, watch: bool) -> RequestInfo:
 
 
 def _verb(method: str, info: RequestInfo, watch: bool) -> str:
-    if info.name:
-        verb = _VERBS_WITH_NAME.get(method, "")
-    else:
-        verb = _VERBS_WITHOUT_NAME.get(method, "")
+    verbs = _VERBS_WITH_NAME if info.name else _VERBS_WITHOUT_NAME
+    verb = verbs.get(method, "")
     if verb in ("get", "list") and watch:
         return "watch"
     return verb or method.lower()

@@ -59,7 +59,7 @@ def error_event(error: ApiError) -> bytes:
 def _timeout(ctx: RequestContext) -> float:
     text = ctx.query.get("timeoutSeconds", "")
     if not text:
-        # Like kube-apiserver, spread long watches over 30–60 minutes so reconnects do not align.
+        # Like kube-apiserver, spread long watches over 30-60 minutes so reconnects do not align.
         return random.uniform(1800, 3600)
     try:
         return max(float(text), 0.0)

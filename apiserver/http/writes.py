@@ -41,7 +41,6 @@ from skiff.api.apply import server_side_apply
 from skiff.api.errors import ApiError, already_exists, bad_request, invalid, not_found, stale_resource_version
 from skiff.api.managedfields import record_update
 from skiff.api.patch import apply_json_patch, apply_merge_patch, apply_strategic_merge_patch
-from skiff.api.validation import validate_metadata
 
 MAX_CONFLICT_RETRIES = 8
 Obj = dict[str, Any]
@@ -51,25 +50,24 @@ Obj = dict[str, Any]
 def check_fields(ctx: RequestContext, obj: Obj, raw: bytes | None) -> None:
     """Server-side field validation: unknown and duplicate fields, per the fieldValidation parameter."""
     mode = ctx.field_validation
+    resource = ctx.resource
+    # Like decoding into a typed object, unknown fields never reach storage, whatever the mode.
+    unknown = schema.prune_unknown_fields(resource.group, resource.version, resource.kind, obj)
     if mode == "Ignore":
         return
-    resource = ctx.resource
-    problems = [
-        f'unknown field "{path}"'
-        for path in schema.unknown_fields(resource.group, resource.version, resource.kind, obj)
-    ]
+    problems = [f'unknown field "{path}"' for path in unknown]
     if raw is not None and raw[:1] == b"{":
         problems += [f'duplicate field "{path}"' for path in schema.duplicate_fields(raw)]
     if not problems:
         return
     if mode == "Strict":
         raise bad_request("strict decoding error: " + ", ".join(problems))
-    ctx.warnings.extend(problems)
+    ctx.warnings.extend(p for p in problems if p not in ctx.warnings)
 
 
 def validate(ctx: RequestContext, obj: Obj, old: Obj | None) -> None:
     strategy = ctx.strategy
-    causes = validate_metadata(obj, ctx.resource, strategy)
+    causes = strategy.validate_metadata(obj)
     causes += strategy.validate(obj)
     if old is not None:
         causes += strategy.validate_update(obj, old)
@@ -249,16 +247,12 @@ async def handle_patch(ctx: RequestContext) -> Response:
     if isinstance(patch, dict):
         requested_rv = _parse_rv((patch.get("metadata") or {}).get("resourceVersion"))
     apply = _patcher(ctx, content_type, patch)
-    validated = False
 
     def mutate(old: Obj) -> Obj:
-        nonlocal validated
         new = apply(old)
         if not isinstance(new, dict):
             raise bad_request("the patch must result in an object")
-        if not validated:
-            check_fields(ctx, new, None)
-            validated = True
+        check_fields(ctx, new, None)
         return new
 
     stored, status = await replace_object(ctx, mutate, requested_rv)

@@ -16,7 +16,9 @@ def column(name: str, type_: str = "string", description: str = "", wide: bool =
 
 
 CONTAINERS_COLUMN = column("Containers", description="Names of each container in the template.", wide=True)
-IMAGES_COLUMN = column("Images", description="Images referenced by each container in the template.", wide=True)
+IMAGES_COLUMN = column(
+    "Images", description="Images referenced by each container in the template.", wide=True
+)
 
 
 def meta(obj: Obj) -> Obj:
@@ -91,6 +93,11 @@ def count(value: Any) -> int:
 
 def access_modes(modes: list[str] | None) -> str:
     """PV/PVC access modes in kubectl's short form (`RWO,ROX`)."""
-    short = {"ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX", "ReadWriteOncePod": "RWOP"}
+    short = {
+        "ReadWriteOnce": "RWO",
+        "ReadOnlyMany": "ROX",
+        "ReadWriteMany": "RWX",
+        "ReadWriteOncePod": "RWOP",
+    }
     present = set(modes or [])
     return ",".join(short[m] for m in short if m in present)

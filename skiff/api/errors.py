@@ -44,7 +44,7 @@ class ApiError(Exception):
         details: dict[str, Any] = {}
         if self.name is not None:
             details["name"] = self.name
-        if self.group is not None:
+        if self.group:
             details["group"] = self.group
         if self.kind is not None:
             details["kind"] = self.kind
@@ -126,12 +126,11 @@ def forbidden(
     user: str, verb: str, resource: str, group: str, name: str, namespace: str, why: str = ""
 ) -> ApiError:
     target = _qualified(resource, group)
+    subject = f'{target} "{name}"' if name else target
     scope = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
-    message = f'{target} "{name}" is forbidden: User "{user}" cannot {verb} resource "{resource}" in API group "{group}"'
-    if not name:
-        message = (
-            f'{target} is forbidden: User "{user}" cannot {verb} resource "{resource}" in API group "{group}"'
-        )
+    message = (
+        f'{subject} is forbidden: User "{user}" cannot {verb} resource "{resource}" in API group "{group}"'
+    )
     message += scope
     if why:
         message += f": {why}"
@@ -150,14 +149,6 @@ def gone(message: str) -> ApiError:
 
 def too_large(message: str = "Request entity too large: limit is 3145728") -> ApiError:
     return ApiError(413, "RequestEntityTooLarge", message)
-
-
-def unsupported_media_type(content_type: str) -> ApiError:
-    return ApiError(
-        415,
-        "UnsupportedMediaType",
-        f'the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got "{content_type}")',
-    )
 
 
 def not_acceptable(message: str) -> ApiError:

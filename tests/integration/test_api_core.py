@@ -50,14 +50,16 @@ def deployment(name: str, replicas: int = 2) -> dict:
             "selector": {"matchLabels": labels},
             "template": {
                 "metadata": {"labels": labels},
-                "spec": {"containers": [{"name": "web", "image": "nginx:1.27", "ports": [{"containerPort": 80}]}]},
+                "spec": {
+                    "containers": [{"name": "web", "image": "nginx:1.27", "ports": [{"containerPort": 80}]}]
+                },
             },
         },
     }
 
 
 def test_unauthenticated_requests_get_401_except_health(apiserver: ApiServer) -> None:
-    with httpx.Client(base_url=apiserver.url, verify=str(apiserver.ca_cert)) as anonymous:
+    with apiserver.anonymous_client() as anonymous:
         for path in ("/api/v1/pods", "/api", "/apis/apps/v1/deployments", "/metrics", "/openapi/v3"):
             response = anonymous.get(path)
             assert response.status_code == 401, path
@@ -158,12 +160,7 @@ def test_bad_input_gets_clear_status_codes(http: httpx.Client, ns: str) -> None:
     assert weird.status_code == 415 and weird.json()["reason"] == "UnsupportedMediaType"
     assert http.get(f"/api/v1/namespaces/{ns}/nonsense").status_code == 404
     assert http.put(PODS.format(ns=ns), json=pod("x")).status_code == 405
-    deep: dict = {}
-    cursor = deep
-    for _ in range(5000):
-        cursor["a"] = {}
-        cursor = cursor["a"]
-    text = json.dumps({"metadata": {"name": "deep"}, "spec": deep}, separators=(",", ":"))
+    text = '{"metadata":{"name":"deep"},"spec":' + '{"a":' * 5000 + "{}" + "}" * 5000 + "}"
     assert http.post(path, content=text.encode(), headers=headers).status_code == 400
     assert http.get(f"{path}/deep").status_code == 404
     assert http.get("/healthz").status_code == 200
@@ -231,7 +228,9 @@ def test_generation_bumps_on_spec_changes_only(http: httpx.Client, ns: str) -> N
     ).json()
     assert labelled["metadata"]["generation"] == 1
     scaled = http.patch(
-        f"{path}/g", content=b'{"spec":{"replicas":5}}', headers={"Content-Type": "application/merge-patch+json"}
+        f"{path}/g",
+        content=b'{"spec":{"replicas":5}}',
+        headers={"Content-Type": "application/merge-patch+json"},
     ).json()
     assert scaled["metadata"]["generation"] == 2
 
@@ -243,7 +242,9 @@ def test_scale_subresource(http: httpx.Client, ns: str) -> None:
     assert scale["kind"] == "Scale" and scale["spec"]["replicas"] == 2
     assert scale["status"]["selector"] == "app=s"
     patched = http.patch(
-        f"{path}/s/scale", content=b'{"spec":{"replicas":5}}', headers={"Content-Type": "application/merge-patch+json"}
+        f"{path}/s/scale",
+        content=b'{"spec":{"replicas":5}}',
+        headers={"Content-Type": "application/merge-patch+json"},
     )
     assert patched.status_code == 200 and patched.json()["spec"]["replicas"] == 5
     assert http.get(f"{path}/s").json()["spec"]["replicas"] == 5
@@ -289,8 +290,10 @@ def test_label_and_field_selectors_and_paging(http: httpx.Client, ns: str) -> No
 
 
 def test_finalizers_hold_deletion(http: httpx.Client, ns: str) -> None:
-    path = "/api/v1/namespaces/{ns}/configmaps".format(ns=ns)
-    http.post(path, json={"metadata": {"name": "held", "finalizers": ["example.com/hold"]}, "data": {"a": "b"}})
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    http.post(
+        path, json={"metadata": {"name": "held", "finalizers": ["example.com/hold"]}, "data": {"a": "b"}}
+    )
     response = http.delete(f"{path}/held")
     assert response.status_code == 202
     held = http.get(f"{path}/held").json()
@@ -305,7 +308,7 @@ def test_finalizers_hold_deletion(http: httpx.Client, ns: str) -> None:
 
 
 def test_delete_preconditions(http: httpx.Client, ns: str) -> None:
-    path = "/api/v1/namespaces/{ns}/configmaps".format(ns=ns)
+    path = f"/api/v1/namespaces/{ns}/configmaps"
     http.post(path, json={"metadata": {"name": "pre"}})
     response = http.request("DELETE", f"{path}/pre", json={"preconditions": {"uid": "not-the-uid"}})
     assert response.status_code == 409
@@ -338,9 +341,12 @@ def test_watch_from_list_resource_version(apiserver: ApiServer, http: httpx.Clie
     ready = threading.Event()
 
     def watch() -> None:
-        with apiserver.client(timeout=30) as client, client.stream(
-            "GET", path, params={"watch": "true", "resourceVersion": rv, "timeoutSeconds": "5"}
-        ) as stream:
+        with (
+            apiserver.client(timeout=30) as client,
+            client.stream(
+                "GET", path, params={"watch": "true", "resourceVersion": rv, "timeoutSeconds": "5"}
+            ) as stream,
+        ):
             assert stream.headers["content-type"].startswith("application/json")
             ready.set()
             for line in stream.iter_lines():
@@ -369,13 +375,18 @@ def test_watch_from_list_resource_version(apiserver: ApiServer, http: httpx.Clie
     assert versions == sorted(versions) and versions[0] > int(rv)
 
 
-def test_watch_without_version_sends_current_state_and_bookmarks(apiserver: ApiServer, http: httpx.Client, ns: str) -> None:
+def test_watch_without_version_sends_current_state_and_bookmarks(
+    apiserver: ApiServer, http: httpx.Client, ns: str
+) -> None:
     path = PODS.format(ns=ns)
     http.post(path, json=pod("one"))
     types: list[str] = []
-    with apiserver.client(timeout=30) as client, client.stream(
-        "GET", path, params={"watch": "1", "allowWatchBookmarks": "true", "timeoutSeconds": "3"}
-    ) as stream:
+    with (
+        apiserver.client(timeout=30) as client,
+        client.stream(
+            "GET", path, params={"watch": "1", "allowWatchBookmarks": "true", "timeoutSeconds": "3"}
+        ) as stream,
+    ):
         for line in stream.iter_lines():
             if line:
                 types.append(json.loads(line)["type"])

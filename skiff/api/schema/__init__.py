@@ -86,6 +86,17 @@ def unknown_fields(group: str, version: str, kind: str, obj: dict[str, Any]) -> 
     return found
 
 
+def prune_unknown_fields(group: str, version: str, kind: str, obj: dict[str, Any]) -> list[str]:
+    """Remove the fields the kind's schema does not know, as decoding into a typed object would;
+    returns their paths."""
+    name = STORE.name_for(group, version, kind)
+    if name is None:
+        return []
+    found: list[str] = []
+    unknown_paths(_COMPILED.compiler.for_definition(name), obj, "", found, prune=True)
+    return found
+
+
 def register_definitions(definitions: Mapping[str, Schema]) -> None:
     """Add definitions (e.g. a custom resource's schema). Each one carrying
     `x-kubernetes-group-version-kind` becomes the schema of those kinds; `$ref`s name other definitions

@@ -108,25 +108,30 @@ def _patch_meta(prop: Schema) -> PatchMeta | None:
     return (strategy, key)
 
 
-def unknown_paths(node: Node, value: Any, path: str, found: list[str]) -> None:
-    """Append to found the path of every key in value that node does not know."""
+def unknown_paths(node: Node, value: Any, path: str, found: list[str], prune: bool = False) -> None:
+    """Append to found the path of every key in value that node does not know; drop them if prune."""
     if isinstance(value, dict):
-        _unknown_in_object(node, value, path, found)
+        _unknown_in_object(node, value, path, found, prune)
     elif isinstance(value, list) and node.items is not None:
         for index, item in enumerate(value):
-            unknown_paths(node.items, item, f"{path}[{index}]", found)
+            unknown_paths(node.items, item, f"{path}[{index}]", found, prune)
 
 
-def _unknown_in_object(node: Node, value: dict[str, Any], path: str, found: list[str]) -> None:
+def _unknown_in_object(node: Node, value: dict[str, Any], path: str, found: list[str], prune: bool) -> None:
     properties = node.properties
+    unknown: list[str] = []
     for key, child in value.items():
         child_path = f"{path}.{key}" if path else key
         if properties is not None and key in properties:
-            unknown_paths(properties[key], child, child_path, found)
+            unknown_paths(properties[key], child, child_path, found, prune)
         elif node.values is not None:
-            unknown_paths(node.values, child, child_path, found)
+            unknown_paths(node.values, child, child_path, found, prune)
         elif not node.open and properties is not None:
             found.append(child_path)
+            unknown.append(key)
+    if prune:
+        for key in unknown:
+            del value[key]
 
 
 class KindPatchMeta:
