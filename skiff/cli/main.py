@@ -11,7 +11,19 @@ COMPONENTS: dict[str, str] = {
     "apiserver": "apiserver.main",
 }
 
+# Commands of the launcher and client themselves: (module, function).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "up": ("skiff.cli.up", "main_up"),
+    "down": ("skiff.cli.up", "main_down"),
+    "status": ("skiff.cli.up", "main_status"),
+}
+
 USAGE = """usage: skiff <command> [flags]
+
+Local cluster:
+  up            start a local cluster (API server and components) and print how to use it
+  down          stop the local cluster started with `up --detach`
+  status        show the local cluster
 
 Components:
   apiserver     run the API server (HTTPS, SQLite or PostgreSQL)
@@ -25,6 +37,10 @@ def main(argv: list[str] | None = None) -> None:
         print(USAGE)
         return
     command, rest = args[0], args[1:]
+    if command in COMMANDS:
+        module_name, function = COMMANDS[command]
+        getattr(importlib.import_module(module_name), function)(rest)
+        return
     module = COMPONENTS.get(command)
     if module is None:
         print(f"skiff: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)

@@ -1,0 +1,121 @@
+"""Run cluster components as child processes: logs to files, restart with backoff, clean stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger("skiff.supervisor")
+
+INITIAL_BACKOFF = 1.0
+MAX_BACKOFF = 30.0
+# A process that ran this long is considered healthy: its next crash restarts without delay build-up.
+STABLE_SECONDS = 30.0
+
+
+@dataclass
+class ProcessSpec:
+    """One component: its name, the module entry point and its flags."""
+
+    name: str
+    module: str
+    args: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", self.module, *self.args]
+
+
+@dataclass
+class Supervised:
+    spec: ProcessSpec
+    process: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    backoff: float = INITIAL_BACKOFF
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+
+class Supervisor:
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.children: dict[str, Supervised] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+
+    async def start(self, spec: ProcessSpec) -> Supervised:
+        child = Supervised(spec)
+        self.children[spec.name] = child
+        await self._spawn(child)
+        self._tasks.append(asyncio.create_task(self._watch(child), name=f"supervise-{spec.name}"))
+        return child
+
+    async def _spawn(self, child: Supervised) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_file = open(self.log_dir / f"{child.spec.name}.log", "ab")  # noqa: SIM115 - the child owns it
+        try:
+            child.process = await asyncio.create_subprocess_exec(
+                *child.spec.command(),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=asyncio.subprocess.STDOUT,
+                env={**os.environ, **child.spec.env},
+                # Own process group: a Ctrl-C in the terminal reaches the supervisor, which then stops
+                # the children in order instead of all of them dying at once.
+                start_new_session=True,
+            )
+        finally:
+            log_file.close()
+        child.started_at = time.monotonic()
+
+    async def _watch(self, child: Supervised) -> None:
+        while not self._stopping:
+            assert child.process is not None
+            code = await child.process.wait()
+            if self._stopping:
+                return
+            ran = time.monotonic() - child.started_at
+            if ran >= STABLE_SECONDS:
+                child.backoff = INITIAL_BACKOFF
+            log.warning("%s exited with %s; restarting in %.0fs", child.spec.name, code, child.backoff)
+            await asyncio.sleep(child.backoff)
+            child.backoff = min(child.backoff * 2, MAX_BACKOFF)
+            if self._stopping:
+                return
+            child.restarts += 1
+            await self._spawn(child)
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Stop every child: SIGTERM in reverse start order, SIGKILL for what outlives the timeout."""
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        for child in reversed(list(self.children.values())):
+            if child.running:
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        deadline = time.monotonic() + timeout
+        for child in self.children.values():
+            if child.process is None:
+                continue
+            remaining = max(deadline - time.monotonic(), 0.1)
+            try:
+                await asyncio.wait_for(child.process.wait(), remaining)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    child.process.kill()
+                await child.process.wait()
