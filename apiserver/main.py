@@ -16,22 +16,36 @@ from typing import IO, Any
 
 import uvicorn
 
+from apiserver.audit import AuditLog
 from apiserver.auth.authn import AuthenticatorChain, ClientCertificateAuthenticator
-from apiserver.auth.authz import AllowAuthenticated
+from apiserver.auth.authz import AlwaysAllow
 from apiserver.auth.pki import ensure_cluster_pki
+from apiserver.auth.rbac import install_authorization, parse_authorization_modes, reconcile_bootstrap_policy
 from apiserver.bootstrap import ensure_system_namespaces
 from apiserver.config import ServerConfig
 from apiserver.http.app import create_app
+from apiserver.http.certificates import register_certificate_handlers
 from apiserver.http.openapi_routes import serve_openapi
+from apiserver.http.podlogs import install_pod_logs
+from apiserver.http.reviews import install_reviews
 from apiserver.http.server_state import ServerState
 from apiserver.http.tls import CertificateHttpProtocol
+from apiserver.http.tokenrequest import install_identity
 from apiserver.metrics import Metrics
+from apiserver.storage.encryption import EncryptionConfigError, load_encryption_config
 from apiserver.storage.store import Store
 from apiserver.watch.hub import WatchHub
 from apiserver.watch.tailer import ChangeTailer
 from skiff.api.kinds import BUILTINS, ResourceTable
 
 log = logging.getLogger("skiff.apiserver")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
+    return value
 
 
 def parse_args(argv: list[str] | None = None) -> ServerConfig:
@@ -44,9 +58,52 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     parser.add_argument("--compaction-window", type=float, default=300.0, help="seconds of watch history")
     parser.add_argument("--compaction-interval", type=float, default=60.0)
     parser.add_argument("--watch-bookmark-interval", type=float, default=10.0)
+    parser.add_argument(
+        "--watch-cache-size",
+        type=_positive_int,
+        default=ServerConfig.watch_cache_size,
+        help="recent changes kept in memory for watches; older ones are read from the database",
+    )
     parser.add_argument("--no-access-log", action="store_true")
+    parser.add_argument(
+        "--authorization-mode",
+        default=ServerConfig.authorization_mode,
+        help="comma-separated authorizers in order: Node, RBAC, AlwaysAllow (default: Node,RBAC)",
+    )
+    parser.add_argument("--audit-log-path", default="", help="write an audit event per request here ('-': stdout)")
+    parser.add_argument("--audit-log-maxsize", type=float, default=100.0, help="MB before the log rotates (0: never)")
+    parser.add_argument("--audit-log-maxbackup", type=int, default=0, help="rotated files to keep (0: all)")
+    parser.add_argument(
+        "--encryption-provider-config", type=Path, default=None, help="EncryptionConfiguration for data at rest"
+    )
+    identity = parser.add_argument_group("service-account tokens and OIDC")
+    identity.add_argument(
+        "--service-account-issuer", action="append", default=[], help="token issuer (repeatable; the first signs)"
+    )
+    identity.add_argument("--service-account-jwks-uri", default="", help="jwks_uri in the issuer discovery document")
+    identity.add_argument("--service-account-signing-key-file", type=Path, default=None, help="default: pki/sa.key")
+    identity.add_argument("--service-account-key-file", type=Path, action="append", default=[])
+    identity.add_argument("--service-account-max-token-expiration", type=int, default=0, help="seconds; 0: no cap")
+    identity.add_argument("--service-account-extend-token-expiration", default="true", choices=["true", "false"])
+    identity.add_argument("--api-audiences", default="", help="comma-separated; default: the issuers")
+    identity.add_argument("--oidc-issuer-url", default="")
+    identity.add_argument("--oidc-client-id", default="")
+    identity.add_argument("--oidc-username-claim", default="sub")
+    identity.add_argument("--oidc-username-prefix", default=None)
+    identity.add_argument("--oidc-groups-claim", default="")
+    identity.add_argument("--oidc-groups-prefix", default="")
+    identity.add_argument("--oidc-ca-file", default="")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
+    try:
+        parse_authorization_modes(args.authorization_mode)
+    except ValueError as error:
+        parser.error(f"--authorization-mode: {error}")
+    if args.encryption_provider_config is not None:
+        try:
+            load_encryption_config(args.encryption_provider_config)
+        except EncryptionConfigError as error:
+            parser.error(f"--encryption-provider-config: {error}")
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     return ServerConfig(
         data_dir=args.data_dir,
@@ -57,7 +114,27 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         compaction_window_seconds=args.compaction_window,
         compaction_interval_seconds=args.compaction_interval,
         watch_bookmark_seconds=args.watch_bookmark_interval,
+        watch_cache_size=args.watch_cache_size,
         access_log=not args.no_access_log,
+        authorization_mode=args.authorization_mode,
+        audit_log_path=args.audit_log_path,
+        audit_log_maxsize_mb=args.audit_log_maxsize,
+        audit_log_maxbackup=args.audit_log_maxbackup,
+        encryption_provider_config=args.encryption_provider_config,
+        service_account_issuers=args.service_account_issuer or ["https://kubernetes.default.svc.cluster.local"],
+        service_account_jwks_uri=args.service_account_jwks_uri,
+        service_account_signing_key_file=args.service_account_signing_key_file,
+        service_account_key_files=args.service_account_key_file,
+        service_account_max_token_expiration=args.service_account_max_token_expiration,
+        service_account_extend_token_expiration=args.service_account_extend_token_expiration == "true",
+        api_audiences=[a.strip() for a in args.api_audiences.split(",") if a.strip()],
+        oidc_issuer_url=args.oidc_issuer_url,
+        oidc_client_id=args.oidc_client_id,
+        oidc_username_claim=args.oidc_username_claim,
+        oidc_username_prefix=args.oidc_username_prefix,
+        oidc_groups_claim=args.oidc_groups_claim,
+        oidc_groups_prefix=args.oidc_groups_prefix,
+        oidc_ca_file=args.oidc_ca_file,
     )
 
 
@@ -101,17 +178,27 @@ async def build_state(config: ServerConfig, resources: ResourceTable = BUILTINS)
     metrics = Metrics()
     store = Store(config.resolved_database_url())
     await store.open()
-    hub = WatchHub(head_rv=await store.current_rv())
+    hub = WatchHub(head_rv=await store.current_rv(), window=config.watch_cache_size)
     state = ServerState(
         config=config,
         store=store,
         hub=hub,
         resources=resources,
         authn=AuthenticatorChain([ClientCertificateAuthenticator()]),
-        authz=AllowAuthenticated(),
+        authz=AlwaysAllow(),  # replaced below by the --authorization-mode chain
         metrics=metrics,
     )
     state.openapi = lambda request: serve_openapi(state, request)
+    if config.encryption_provider_config is not None:
+        store.encryption = load_encryption_config(config.encryption_provider_config)
+        log.info("encryption at rest configured from %s", config.encryption_provider_config)
+    if config.audit_log_path:
+        state.audit = AuditLog(config.audit_log_path, config.audit_log_maxsize_mb, config.audit_log_maxbackup).start()
+    register_certificate_handlers(state)
+    install_identity(state)
+    install_reviews(state)
+    install_pod_logs(state)
+    await install_authorization(state)
     store.write_latency = metrics.storage_write.observe
     tailer = None
     if store.is_postgres:
@@ -121,6 +208,7 @@ async def build_state(config: ServerConfig, resources: ResourceTable = BUILTINS)
     else:
         store.on_commit = state.publish
     await ensure_system_namespaces(state)
+    await reconcile_bootstrap_policy(state)
     return state, tailer
 
 
@@ -130,6 +218,7 @@ async def compact_forever(state: ServerState) -> None:
         await asyncio.sleep(config.compaction_interval_seconds)
         try:
             compacted = await state.store.compact(config.compaction_window_seconds)
+            state.hub.compacted(compacted)
             state.metrics.compacted_rv.set(compacted)
             state.metrics.log_rows.set(await state.store.log_size())
             state.metrics.head_rv.set(state.hub.head_rv)
@@ -172,6 +261,8 @@ async def run(config: ServerConfig) -> None:
         if tailer is not None:
             await tailer.stop()
         await state.store.close()
+        if state.audit is not None:
+            state.audit.close()
         if lock is not None:
             lock.close()
 

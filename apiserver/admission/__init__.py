@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
 
+from apiserver.admission.certificates import CertificateSigningRequestAdmission
 from apiserver.admission.namespace_lifecycle import NamespaceLifecycle
+from apiserver.admission.node_restriction import NodeRestriction
+from apiserver.admission.rbac_escalation import RBACEscalation
+from apiserver.admission.serviceaccount import ServiceAccountAdmission
 
 if TYPE_CHECKING:
     from apiserver.http.context import RequestContext
@@ -20,11 +24,15 @@ class AdmissionPlugin(Protocol):
     ) -> None: ...
 
 
-PLUGINS: list[AdmissionPlugin] = [NamespaceLifecycle()]
+PLUGINS: list[AdmissionPlugin] = [
+    NamespaceLifecycle(),
+    NodeRestriction(),
+    RBACEscalation(),
+    ServiceAccountAdmission(),
+    CertificateSigningRequestAdmission(),
+]
 
 
-async def admit(
-    ctx: RequestContext, operation: str, new: dict[str, Any] | None, old: dict[str, Any] | None
-) -> None:
+async def admit(ctx: RequestContext, operation: str, new: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
     for plugin in PLUGINS:
         await plugin.admit(ctx, operation, new, old)

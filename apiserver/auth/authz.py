@@ -19,8 +19,26 @@ class Authorizer(Protocol):
     async def authorize(self, user: UserInfo, info: RequestInfo) -> Decision: ...
 
 
-class AllowAuthenticated:
-    """Every authenticated user may do everything (until RBAC is configured)."""
+class AlwaysAllow:
+    """`--authorization-mode=AlwaysAllow`: every authenticated user may do everything (benchmarks)."""
 
     async def authorize(self, user: UserInfo, info: RequestInfo) -> Decision:
         return Decision(not user.is_anonymous, "")
+
+
+class AuthorizerChain:
+    """Asks each authorizer in turn; the first that allows decides. A denial carries every reason given,
+    one per line, as kube-apiserver's union authorizer does."""
+
+    def __init__(self, authorizers: list[Authorizer]) -> None:
+        self.authorizers = authorizers
+
+    async def authorize(self, user: UserInfo, info: RequestInfo) -> Decision:
+        reasons: list[str] = []
+        for authorizer in self.authorizers:
+            decision = await authorizer.authorize(user, info)
+            if decision.allowed:
+                return decision
+            if decision.reason:
+                reasons.append(decision.reason)
+        return Decision(False, "\n".join(reasons))

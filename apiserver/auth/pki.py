@@ -141,7 +141,7 @@ def _now() -> datetime.datetime:
 
 
 def _builder(
-    subject: x509.Name, issuer: x509.Name, public_key: CertificatePublicKeyTypes, days: int
+    subject: x509.Name, issuer: x509.Name, public_key: CertificatePublicKeyTypes, days: float
 ) -> x509.CertificateBuilder:
     now = _now()
     return (
@@ -197,7 +197,7 @@ class _Authority:
         self,
         subject: x509.Name,
         public_key: CertificatePublicKeyTypes,
-        days: int,
+        days: float,
         extended_usages: Sequence[x509.ObjectIdentifier],
         key_usage: x509.KeyUsage,
         alt_names: x509.SubjectAlternativeName | None = None,
@@ -207,9 +207,7 @@ class _Authority:
             _builder(subject, self.cert.subject, public_key, days)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(key_usage, critical=True)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False
-            )
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
         )
         if extended_usages:
             builder = builder.add_extension(x509.ExtendedKeyUsage(list(extended_usages)), critical=False)
@@ -267,9 +265,7 @@ def _ensure_ca(pki: ClusterPki) -> tuple[_Authority, bool]:
     return _Authority(cert, key), True
 
 
-def _serving_cert_is_current(
-    pki: ClusterPki, authority: _Authority, wanted: Sequence[x509.GeneralName]
-) -> bool:
+def _serving_cert_is_current(pki: ClusterPki, authority: _Authority, wanted: Sequence[x509.GeneralName]) -> bool:
     if not (pki.serving_cert.exists() and pki.serving_key.exists()):
         return False
     cert = _load_cert(pki.serving_cert)
@@ -351,9 +347,7 @@ def _write_admin_kubeconfig(pki: ClusterPki, server_url: str) -> None:
 # Issuing certificates
 
 
-def _issue_client(
-    authority: _Authority, common_name: str, groups: Sequence[str], days: int
-) -> tuple[bytes, bytes]:
+def _issue_client(authority: _Authority, common_name: str, groups: Sequence[str], days: int) -> tuple[bytes, bytes]:
     key = _new_ec_key()
     cert = authority.sign(
         _subject(common_name, groups),
@@ -384,7 +378,7 @@ _EXTENDED_USAGES = {
 _KEY_USAGES = {"digital signature", "key encipherment", "signing"}
 
 
-def sign_csr(pki: ClusterPki, csr_pem: bytes, usages: Sequence[str], days: int = 365) -> bytes:
+def sign_csr(pki: ClusterPki, csr_pem: bytes, usages: Sequence[str], days: float = 365) -> bytes:
     """Sign a PEM certificate request with the cluster CA, keeping its subject and alternative names.
 
     `usages` are the names a CertificateSigningRequest lists ("client auth", "digital signature", ...).
@@ -453,9 +447,7 @@ def kubeconfig_bytes(
     document = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [
-            {"name": cluster, "cluster": {"server": server_url, "certificate-authority-data": b64(ca_pem)}}
-        ],
+        "clusters": [{"name": cluster, "cluster": {"server": server_url, "certificate-authority-data": b64(ca_pem)}}],
         "users": [{"name": user, "user": credentials}],
         "contexts": [{"name": context, "context": context_body}],
         "current-context": context,
@@ -477,8 +469,6 @@ def write_kubeconfig(
     namespace: str | None = None,
 ) -> Path:
     """Write a kubeconfig (mode 0600: it holds credentials) and return its path."""
-    content = kubeconfig_bytes(
-        server_url, ca_pem, cert_pem, key_pem, token, user, cluster, context, namespace
-    )
+    content = kubeconfig_bytes(server_url, ca_pem, cert_pem, key_pem, token, user, cluster, context, namespace)
     write_file_atomically(Path(path), content)
     return Path(path)

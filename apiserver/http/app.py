@@ -13,6 +13,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from apiserver.auth.authn import UserInfo
+from apiserver.auth.impersonation import impersonate, wants_impersonation
+from apiserver.auth.rbac import forbidden_error
 from apiserver.http import discovery
 from apiserver.http.context import RequestContext
 from apiserver.http.deletes import handle_delete, handle_deletecollection
@@ -24,7 +26,7 @@ from apiserver.http.subresources import handle_binding, handle_finalize, handle_
 from apiserver.http.version import version_info
 from apiserver.http.watch import handle_watch
 from apiserver.http.writes import handle_create, handle_patch, handle_update
-from skiff.api.errors import ApiError, forbidden, internal, method_not_allowed, unauthorized
+from skiff.api.errors import ApiError, internal, method_not_allowed, unauthorized
 
 log = logging.getLogger("skiff.apiserver")
 access_log = logging.getLogger("skiff.access")
@@ -43,8 +45,10 @@ MAIN_HANDLERS: dict[str, Handler] = {
 }
 
 # Subresources that read and write the parent object itself, with the spec/status split applied.
-OBJECT_VIEW_SUBRESOURCES = frozenset({"status", "approval", "ephemeralcontainers"})
+OBJECT_VIEW_SUBRESOURCES = frozenset({"status", "ephemeralcontainers"})
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version"})
+# Service-account issuer discovery: public, as kube grants it to unauthenticated users by default.
+OPEN_PLUGGED_PATHS = ("/.well-known/openid-configuration", "/openid/v1/jwks")
 
 
 def create_app(state: ServerState) -> FastAPI:
@@ -63,10 +67,17 @@ def create_app(state: ServerState) -> FastAPI:
     for path in ("/healthz", "/livez", "/readyz"):
         app.router.routes.append(Route(path, health, methods=["GET", "HEAD"]))
     app.router.routes.append(Route("/version", version, methods=["GET"]))
+
+    async def open_plugged(request: Request) -> Response:
+        handler = state.extra_paths.get(request.url.path)
+        if handler is None:
+            return status_response(ApiError(404, "NotFound", "the server could not find the requested resource"))
+        return await handler(request)
+
+    for path in OPEN_PLUGGED_PATHS:
+        app.router.routes.append(Route(path, open_plugged, methods=["GET"]))
     app.router.routes.append(
-        Route(
-            "/{path:path}", everything, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-        )
+        Route("/{path:path}", everything, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
     )
     return app
 
@@ -75,12 +86,16 @@ async def serve(state: ServerState, request: Request) -> Response:
     started = time.perf_counter()
     info: RequestInfo | None = None
     user: UserInfo | None = None
+    authenticated: UserInfo | None = None  # who made the request, before any impersonation (for audit)
     try:
         watch = request.query_params.get("watch", "") in ("true", "1")
         info = parse_request(request.method, request.url.path, watch)
         user = await state.authn.authenticate(request.scope, request.headers.get("authorization"))
         if user is None:
             raise unauthorized()
+        authenticated = user
+        if wants_impersonation(request.headers):
+            user = await impersonate(state.authz, user, request.headers.raw)
         decision = await state.authz.authorize(user, info)
         if not decision.allowed:
             raise _forbidden(user, info, decision.reason)
@@ -94,16 +109,14 @@ async def serve(state: ServerState, request: Request) -> Response:
         log.exception("request failed: %s %s", request.method, request.url.path)
         response = status_response(internal())
     _observe(state, info, user, response.status_code, time.perf_counter() - started, request.method)
+    if state.audit is not None:
+        impersonated = user if user is not authenticated else None
+        state.audit.record(request, info, authenticated, response, time.perf_counter() - started, impersonated)
     return response
 
 
 def _forbidden(user: UserInfo, info: RequestInfo, reason: str) -> ApiError:
-    if not info.is_resource:
-        return ApiError(
-            403, "Forbidden", f'forbidden: User "{user.name}" cannot {info.verb} path "{info.path}"'
-        )
-    resource = f"{info.resource}/{info.subresource}" if info.subresource else info.resource
-    return forbidden(user.name, info.verb, resource, info.group, info.name, info.namespace, reason)
+    return forbidden_error(user, info, reason)
 
 
 async def serve_resource(state: ServerState, request: Request, info: RequestInfo, user: UserInfo) -> Response:
@@ -115,6 +128,11 @@ async def serve_resource(state: ServerState, request: Request, info: RequestInfo
     ctx = RequestContext(request, info, user, resource, state.strategy(resource), state)
     if info.subresource:
         return await _serve_subresource(ctx)
+    extra = state.extra_resources.get((resource.group, resource.plural))
+    if extra is not None:
+        if info.verb != "create":
+            raise method_not_allowed()
+        return await extra(ctx)
     if info.verb not in resource.verbs:
         raise method_not_allowed()
     if resource.namespaced and not info.namespace and info.verb not in ("list", "watch"):

@@ -64,8 +64,7 @@ class RequestContext:
         value = self.query.get("fieldValidation", "")
         if value not in ("", "Strict", "Warn", "Ignore"):
             raise bad_request(
-                f'fieldValidation: Invalid value: "{value}": fieldValidation must be one of "Ignore", '
-                '"Warn", "Strict"'
+                f'fieldValidation: Invalid value: "{value}": fieldValidation must be one of "Ignore", "Warn", "Strict"'
             )
         return value or "Warn"
 

@@ -14,7 +14,7 @@ from apiserver.http.codec import load_json, load_yaml, media_type
 from apiserver.http.context import RequestContext
 from apiserver.http.objects import pending_finalizers
 from apiserver.http.reads import collect, request_filter
-from apiserver.http.responses import object_response, value_response
+from apiserver.http.responses import object_response, success_status, value_response
 from apiserver.storage.store import KeyNotFound, Stored, VersionConflict
 from skiff.api.errors import ApiError, bad_request, conflict, not_found
 
@@ -30,6 +30,7 @@ class DeleteOptions:
     grace_seconds: int | None = None
     uid: str | None = None
     resource_version: str | None = None
+    orphan_dependents: bool | None = None
 
 
 async def parse_delete_options(ctx: RequestContext) -> DeleteOptions:
@@ -43,6 +44,8 @@ async def parse_delete_options(ctx: RequestContext) -> DeleteOptions:
     options = DeleteOptions()
     options.propagation = body.get("propagationPolicy") or ctx.query.get("propagationPolicy")
     orphan = body.get("orphanDependents", ctx.query.get("orphanDependents"))
+    if orphan is not None:
+        options.orphan_dependents = str(orphan).lower() == "true"
     if options.propagation is None and orphan is not None:
         options.propagation = "Orphan" if str(orphan).lower() == "true" else "Background"
     if options.propagation is not None and options.propagation not in POLICIES:
@@ -64,7 +67,16 @@ async def parse_delete_options(ctx: RequestContext) -> DeleteOptions:
 async def handle_delete(ctx: RequestContext) -> Response:
     options = await parse_delete_options(ctx)
     stored, deleted = await delete_object(ctx, ctx.info.name, options)
-    return object_response(ctx, stored.data, stored._obj, 200 if deleted else 202)
+    # kube answers 202 only for a pending deletion that explicitly asked not to orphan dependents.
+    status = 202 if not deleted and options.orphan_dependents is False else 200
+    if deleted and not ctx.strategy.return_deleted_object:
+        metadata = stored.obj().get("metadata", {})
+        details = {"name": metadata.get("name"), "group": ctx.resource.group, "kind": ctx.resource.plural,
+                   "uid": metadata.get("uid")}  # fmt: skip
+        if not details["group"]:
+            del details["group"]
+        return value_response(ctx, success_status(details), status)
+    return object_response(ctx, stored.data, stored._obj, status)
 
 
 async def delete_object(ctx: RequestContext, name: str, options: DeleteOptions) -> tuple[Stored, bool]:
@@ -101,8 +113,7 @@ def _check_preconditions(ctx: RequestContext, name: str, obj: dict[str, Any], op
             resource.plural,
             name,
             resource.group,
-            f"Precondition failed: UID in precondition: {options.uid}, "
-            f"UID in object meta: {metadata.get('uid')}",
+            f"Precondition failed: UID in precondition: {options.uid}, UID in object meta: {metadata.get('uid')}",
         )
     if options.resource_version is not None and options.resource_version != metadata.get("resourceVersion"):
         raise conflict(

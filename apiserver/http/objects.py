@@ -53,9 +53,7 @@ def check_metadata_shape(obj: Obj) -> Obj:
         raise bad_request("metadata must be an object")
     for key in ("labels", "annotations"):
         value = metadata.get(key)
-        if value is not None and (
-            not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values())
-        ):
+        if value is not None and (not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values())):
             raise bad_request(f"metadata.{key} must be a map of string keys to string values")
     return metadata
 
@@ -104,9 +102,7 @@ def same_content(new: Obj, old: Obj) -> bool:
     old_meta = {k: v for k, v in old.get("metadata", {}).items() if k != "resourceVersion"}
     if new_meta != old_meta:
         return False
-    return {k: v for k, v in new.items() if k != "metadata"} == {
-        k: v for k, v in old.items() if k != "metadata"
-    }
+    return {k: v for k, v in new.items() if k != "metadata"} == {k: v for k, v in old.items() if k != "metadata"}
 
 
 def deep_copy(obj: Obj) -> Obj:

@@ -152,9 +152,7 @@ class _GroupVersionPaths:
         gvk = {"group": resource.group, "kind": resource.kind, "version": resource.version}
         names = _OperationNames(resource)
         verbs = set(resource.verbs)
-        for path, params, operation in _collection_operations(
-            resource, verbs, names, gvk, kind_name, list_name
-        ):
+        for path, params, operation in _collection_operations(resource, verbs, names, gvk, kind_name, list_name):
             self.add(path or collection, params or ns_params, operation)
         for path, params, operation in _watch_operations(resource, verbs, names, gvk, self.prefix):
             self.add(path, params, operation)
@@ -582,10 +580,7 @@ def build_v3_document(resources: ResourceTable, group: str, version: str) -> dic
         return None
     paths = group_version_paths(resources, group, version)
     definitions = schema.all_definitions()
-    schemas = {
-        name: _v3_schema(name, definitions[name])
-        for name in _referenced_definitions(_definition_roots(paths))
-    }
+    schemas = {name: _v3_schema(name, definitions[name]) for name in _referenced_definitions(_definition_roots(paths))}
     return {
         "openapi": "3.0.0",
         "info": {"title": OPENAPI_TITLE, "version": OPENAPI_VERSION},
@@ -630,12 +625,9 @@ def _v2_operation(operation: Operation, tag: str) -> dict[str, Any]:
             }
         )
     parameters.extend(_v2_parameter(name) for name in operation.query)
-    response_schema = (
-        {"$ref": f"#/definitions/{operation.response}"} if operation.response else {"type": "string"}
-    )
+    response_schema = {"$ref": f"#/definitions/{operation.response}"} if operation.response else {"type": "string"}
     responses: dict[str, Any] = {
-        code: {"description": _RESPONSE_TEXT[code], "schema": response_schema}
-        for code in operation.response_codes
+        code: {"description": _RESPONSE_TEXT[code], "schema": response_schema} for code in operation.response_codes
     }
     responses["401"] = {"description": "Unauthorized"}
     return {
@@ -753,16 +745,12 @@ def openapi_v2_document(resources: ResourceTable) -> dict[str, Any]:
 
 
 def openapi_v2_json(resources: ResourceTable) -> Rendered:
-    return _CACHE.get(
-        resources, ("v2-json",), lambda: _rendered(orjson.dumps(openapi_v2_document(resources)))
-    )
+    return _CACHE.get(resources, ("v2-json",), lambda: _rendered(orjson.dumps(openapi_v2_document(resources))))
 
 
 def openapi_v2_protobuf(resources: ResourceTable) -> Rendered:
     """The Swagger 2.0 document in gnostic's protobuf encoding, which kubectl 1.27/1.28 require."""
-    return _CACHE.get(
-        resources, ("v2-pb",), lambda: _rendered(encode_document(openapi_v2_document(resources)))
-    )
+    return _CACHE.get(resources, ("v2-pb",), lambda: _rendered(encode_document(openapi_v2_document(resources))))
 
 
 def wants_v2_protobuf(accept: str) -> bool:

@@ -44,9 +44,7 @@ async def serve_openapi(state: ServerState, request: Request) -> Response:
         accept = request.headers.get("accept", "")
         if path == "/swagger-2.0.0.pb-v1" or openapi.wants_v2_protobuf(accept):
             rendered = openapi.openapi_v2_protobuf(resources)
-            return Response(
-                rendered.body, media_type=V2_PROTOBUF_MEDIA, headers={"ETag": f'"{rendered.etag}"'}
-            )
+            return Response(rendered.body, media_type=V2_PROTOBUF_MEDIA, headers={"ETag": f'"{rendered.etag}"'})
         rendered = openapi.openapi_v2_json(resources)
         return Response(rendered.body, media_type="application/json", headers={"ETag": f'"{rendered.etag}"'})
     raise _not_found()

@@ -236,9 +236,7 @@ def _decode_message(data: memoryview, message: str, depth: int) -> dict[str, Any
     return out
 
 
-def _decode_field(
-    reader: _Reader, wire_type: int, field: Field, out: dict[str, Any], where: str, depth: int
-) -> None:
+def _decode_field(reader: _Reader, wire_type: int, field: Field, out: dict[str, Any], where: str, depth: int) -> None:
     if field.is_map:
         _expect_wire(wire_type, WIRE_BYTES, where)
         key, value = _decode_map_entry(reader.length_delimited(), field, where, depth)

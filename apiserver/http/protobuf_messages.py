@@ -1231,6 +1231,36 @@ NonResourceRule
   2 nonResourceURLs [str]
 """
 
+# certificates.k8s.io/v1: `kubectl certificate approve|deny` sends the whole request to /approval.
+_CERTIFICATES = """
+CertificateSigningRequest
+  1 metadata ObjectMeta
+  2 spec CertificateSigningRequestSpec
+  3 status CertificateSigningRequestStatus
+
+CertificateSigningRequestSpec
+  1 request bytes keep
+  7 signerName str keep
+  8 expirationSeconds int32
+  5 usages [str]
+  2 username str
+  3 uid str
+  4 groups [str]
+  6 extra {strlist}
+
+CertificateSigningRequestStatus
+  1 conditions [CertificateSigningRequestCondition]
+  2 certificate bytes
+
+CertificateSigningRequestCondition
+  1 type str keep
+  6 status str keep
+  2 reason str
+  3 message str
+  4 lastUpdateTime time
+  5 lastTransitionTime time
+"""
+
 # The message that encodes each (apiVersion, kind) a client may send.
 TOP_LEVEL: dict[tuple[str, str], str] = {
     ("v1", "Namespace"): "Namespace",
@@ -1259,6 +1289,7 @@ TOP_LEVEL: dict[tuple[str, str], str] = {
     ("authentication.k8s.io/v1beta1", "SelfSubjectReview"): "SelfSubjectReview",
     ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): "SelfSubjectAccessReview",
     ("authorization.k8s.io/v1", "SelfSubjectRulesReview"): "SelfSubjectRulesReview",
+    ("certificates.k8s.io/v1", "CertificateSigningRequest"): "CertificateSigningRequest",
 }
 
 
@@ -1319,6 +1350,7 @@ def _build() -> dict[str, dict[int, Field]]:
         _WORKLOADS,
         _RBAC_AND_NETWORKING,
         _AUTH,
+        _CERTIFICATES,
     ):
         messages.update(_parse_schema(part))
     _check_references(messages)

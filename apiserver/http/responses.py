@@ -51,9 +51,7 @@ def _finish(ctx: RequestContext, body: bytes, status: int, yaml: bool, value: An
     return response
 
 
-def object_response(
-    ctx: RequestContext, data: bytes, obj: dict[str, Any] | None, status: int = 200
-) -> Response:
+def object_response(ctx: RequestContext, data: bytes, obj: dict[str, Any] | None, status: int = 200) -> Response:
     """One object: raw stored bytes when JSON was asked, else a Table row or partial metadata."""
     output = output_of(ctx)
     if output.form == "object":
@@ -82,9 +80,7 @@ def list_response(
         if remaining is not None:
             meta["remainingItemCount"] = remaining
     if output.form == "object" and not output.yaml:
-        head = orjson.dumps(
-            {"kind": resource.list_kind, "apiVersion": resource.api_version, "metadata": meta}
-        )
+        head = orjson.dumps({"kind": resource.list_kind, "apiVersion": resource.api_version, "metadata": meta})
         body = head[:-1] + b',"items":[' + b",".join(rows) + b"]}"
         return _finish(ctx, body, 200, False)
     objects = [orjson.loads(row) for row in rows]

@@ -51,11 +51,17 @@ class ServerState:
     metrics: Metrics
     namespaces: NamespacePhases = field(default_factory=NamespacePhases)
     # Handlers that other features plug in: (kind, subresource) → handler, and non-resource paths.
-    extra_subresources: dict[tuple[str, str], Callable[[Any], Awaitable[Response]]] = field(
-        default_factory=dict
-    )
+    extra_subresources: dict[tuple[str, str], Callable[[Any], Awaitable[Response]]] = field(default_factory=dict)
     extra_paths: dict[str, Callable[[Request], Awaitable[Response]]] = field(default_factory=dict)
     openapi: Callable[[Request], Awaitable[Response]] = field(default=None)  # type: ignore[assignment]
+    # The audit log (apiserver.audit.AuditLog) when --audit-log-path is set.
+    audit: Any = None
+    # Whole resources served by a handler instead of storage (the review APIs): (group, plural) → handler.
+    extra_resources: dict[tuple[str, str], Callable[[Any], Awaitable[Response]]] = field(default_factory=dict)
+    # Called with every committed batch of changes, in order (in-memory indexes such as RBAC's).
+    change_observers: list[Callable[[list[Change]], None]] = field(default_factory=list)
+    # The RBAC policy index (apiserver.auth.rbac.RbacPolicy) when RBAC is in the authorization chain.
+    rbac_policy: Any = None
     _strategies: dict[ResourceType, Strategy] = field(default_factory=dict)
 
     def strategy(self, resource: ResourceType) -> Strategy:
@@ -66,4 +72,6 @@ class ServerState:
 
     def publish(self, changes: list[Change]) -> None:
         self.namespaces.observe(changes)
+        for observer in self.change_observers:
+            observer(changes)
         self.hub.publish(changes)

@@ -125,9 +125,7 @@ async def handle_binding(ctx: RequestContext, pod_name: str | None = None) -> Re
 
 
 def _set_scheduled_condition(pod: Obj) -> None:
-    conditions = [
-        c for c in pod.setdefault("status", {}).get("conditions", []) if c.get("type") != "PodScheduled"
-    ]
+    conditions = [c for c in pod.setdefault("status", {}).get("conditions", []) if c.get("type") != "PodScheduled"]
     conditions.append(
         {"type": "PodScheduled", "status": "True", "lastProbeTime": None, "lastTransitionTime": now_rfc3339()}
     )
@@ -155,6 +153,5 @@ def unsupported_subresource(ctx: RequestContext) -> ApiError:
     return ApiError(
         405 if ctx.resource.has_subresource(ctx.info.subresource) else 404,
         "MethodNotAllowed" if ctx.resource.has_subresource(ctx.info.subresource) else "NotFound",
-        f"the server does not allow this method on the requested resource ({ctx.info.resource}/"
-        f"{ctx.info.subresource})",
+        f"the server does not allow this method on the requested resource ({ctx.info.resource}/{ctx.info.subresource})",
     )

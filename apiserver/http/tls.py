@@ -29,9 +29,7 @@ class CertificateHttpProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         der = peer_certificate(transport)
         self._tls_extension: dict[str, Any] | None = (
-            {"client_cert_der": der, "client_cert_chain": [der] if der else []}
-            if self.scheme == "https"
-            else None
+            {"client_cert_der": der, "client_cert_chain": [der] if der else []} if self.scheme == "https" else None
         )
 
     def on_message_begin(self) -> None:

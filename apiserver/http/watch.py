@@ -110,9 +110,7 @@ async def _stream(
                 async for chunk in _backfill(ctx, flt, encoder, start_rv, watcher.backfill_until):
                     yield chunk
             except ResourceVersionExpired as expired:
-                yield error_event(
-                    gone(f"too old resource version: {expired.requested} ({expired.compacted})")
-                )
+                yield error_event(gone(f"too old resource version: {expired.requested} ({expired.compacted})"))
                 return
         async for chunk in _follow(ctx, watcher, flt, encoder, bookmarks, timeout):
             yield chunk

@@ -36,7 +36,7 @@ from apiserver.http.objects import (
 from apiserver.http.reads import read_object
 from apiserver.http.responses import object_response
 from apiserver.storage.store import KeyExists, KeyNotFound, Stored, VersionConflict
-from skiff.api import schema
+from skiff.api import schema, validation
 from skiff.api.apply import server_side_apply
 from skiff.api.errors import ApiError, already_exists, bad_request, invalid, not_found, stale_resource_version
 from skiff.api.managedfields import record_update
@@ -47,12 +47,22 @@ Obj = dict[str, Any]
 
 
 # -- shared steps --------------------------------------------------------------------------------------
-def check_fields(ctx: RequestContext, obj: Obj, raw: bytes | None) -> None:
-    """Server-side field validation: unknown and duplicate fields, per the fieldValidation parameter."""
+def check_fields(ctx: RequestContext, obj: Obj, raw: bytes | None, patched: bool = False) -> None:
+    """Server-side field validation: unknown and duplicate fields, per the fieldValidation parameter.
+    Values of the wrong JSON type are refused whatever the mode, as decoding into a typed object does:
+    400 for a request body, 422 for the result of a patch (`patched`)."""
     mode = ctx.field_validation
     resource = ctx.resource
     # Like decoding into a typed object, unknown fields never reach storage, whatever the mode.
-    unknown = schema.prune_unknown_fields(resource.group, resource.version, resource.kind, obj)
+    mistyped: list[tuple[str, Any, str]] = []
+    unknown = schema.prune_unknown_fields(resource.group, resource.version, resource.kind, obj, mistyped)
+    if mistyped:
+        path, value, expected = mistyped[0]
+        problem = "json: " + schema.type_error_message(path, value, expected)
+        if patched:
+            raise invalid("", "", "", [validation.invalid("patch", value, problem)])
+        kind = resource.kind
+        raise bad_request(f'{kind} in version "{resource.version}" cannot be handled as a {kind}: {problem}')
     if mode == "Ignore":
         return
     problems = [f'unknown field "{path}"' for path in unknown]
@@ -98,9 +108,7 @@ def check_namespace_matches(ctx: RequestContext, obj: Obj) -> None:
     metadata = obj.get("metadata", {})
     body_namespace = metadata.get("namespace")
     if ctx.resource.namespaced and body_namespace and body_namespace != ctx.namespace:
-        raise bad_request(
-            "the namespace of the provided object does not match the namespace sent on the request"
-        )
+        raise bad_request("the namespace of the provided object does not match the namespace sent on the request")
 
 
 # -- create --------------------------------------------------------------------------------------------
@@ -153,9 +161,7 @@ async def handle_update(ctx: RequestContext) -> Response:
     check_namespace_matches(ctx, obj)
     body_name = obj["metadata"].get("name")
     if body_name != ctx.info.name:
-        raise bad_request(
-            f"the name of the object ({body_name}) does not match the name on the URL ({ctx.info.name})"
-        )
+        raise bad_request(f"the name of the object ({body_name}) does not match the name on the URL ({ctx.info.name})")
     requested_rv = _parse_rv(obj["metadata"].get("resourceVersion"))
     stored, status = await replace_object(ctx, lambda _old: deep_copy(obj), requested_rv, retry=False)
     return object_response(ctx, stored.data, stored._obj, status)
@@ -213,7 +219,8 @@ async def write_update(
     new["metadata"]["resourceVersion"] = old["metadata"].get("resourceVersion")
     if not track and managed is not None:
         new["metadata"]["managedFields"] = managed
-    if same_content(new, old):
+    # A value sealed with an older encryption key is written again even when unchanged (key rotation).
+    if same_content(new, old) and not current.stale:
         return current, 200
     if track:
         track_fields(ctx, new, old)
@@ -252,7 +259,7 @@ async def handle_patch(ctx: RequestContext) -> Response:
         new = apply(old)
         if not isinstance(new, dict):
             raise bad_request("the patch must result in an object")
-        check_fields(ctx, new, None)
+        check_fields(ctx, new, None, patched=True)
         return new
 
     stored, status = await replace_object(ctx, mutate, requested_rv)

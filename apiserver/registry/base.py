@@ -75,8 +75,17 @@ class Strategy:
     #: stored status and updates through `/status` change only the status.
     status_subresource: bool = False
 
+    #: Whether an immediate delete answers with the deleted object (kube does this for a few kinds, such
+    #: as pods and services) rather than a success Status.
+    return_deleted_object: bool = False
+
     #: How names of this kind are checked (most kinds: a DNS-1123 subdomain).
     name_rule: validation.NameRule = staticmethod(validation.name_is_dns_subdomain)
+
+    #: Whether objects carry `metadata.generation` (set to 1 on create, bumped when the desired state
+    #: changes). As in kube, kinds without a spec for a controller to observe (ConfigMaps, Secrets,
+    #: Namespaces, RBAC, ...) have none.
+    tracks_generation: bool = True
 
     #: Metadata fields that a `/status` update may not change, beyond the system fields no update may.
     status_update_keeps_metadata: tuple[str, ...] = ()
@@ -90,6 +99,8 @@ class Strategy:
 
     def prepare_for_create(self, obj: Obj) -> None:
         """Adjust a new object before validation (e.g. drop a status the client may not set)."""
+        if not self.tracks_generation:
+            obj.get("metadata", {}).pop("generation", None)
         if self.status_subresource:
             obj.pop("status", None)
             initial = self.initial_status(obj)
@@ -159,7 +170,7 @@ class Strategy:
 
     def generation_changed(self, new: Obj, old: Obj) -> bool:
         """Whether an update changes the desired state, which bumps metadata.generation."""
+        if not self.tracks_generation:
+            return False
         ignored = ("metadata", "status", "apiVersion", "kind")
-        return {k: v for k, v in new.items() if k not in ignored} != {
-            k: v for k, v in old.items() if k not in ignored
-        }
+        return {k: v for k, v in new.items() if k not in ignored} != {k: v for k, v in old.items() if k not in ignored}

@@ -37,9 +37,7 @@ def validate_job_spec(spec: Obj, path: str) -> list[Cause]:
     replacement = spec.get("podReplacementPolicy")
     causes += v.one_of(v.child(path, "podReplacementPolicy"), replacement, ("Failed", "TerminatingOrFailed"))
     template_path = v.child(path, "template")
-    causes += validate_pod_template(
-        spec.get("template"), template_path, restart_policies=JOB_RESTART_POLICIES
-    )
+    causes += validate_pod_template(spec.get("template"), template_path, restart_policies=JOB_RESTART_POLICIES)
     return causes
 
 
@@ -51,9 +49,7 @@ def default_job_spec(spec: Obj) -> None:
     spec.setdefault("backoffLimit", 2**31 - 1 if spec.get("backoffLimitPerIndex") is not None else 6)
     spec.setdefault("completionMode", "NonIndexed")
     spec.setdefault("suspend", False)
-    spec.setdefault(
-        "podReplacementPolicy", "Failed" if spec.get("podFailurePolicy") else "TerminatingOrFailed"
-    )
+    spec.setdefault("podReplacementPolicy", "Failed" if spec.get("podFailurePolicy") else "TerminatingOrFailed")
     default_pod_template(spec.get("template"))
 
 
@@ -127,9 +123,7 @@ class JobStrategy(WorkloadStrategy):
             AGE_COLUMN,
             p.CONTAINERS_COLUMN,
             p.IMAGES_COLUMN,
-            p.column(
-                "Selector", description="A label query over pods that should match the pod count.", wide=True
-            ),
+            p.column("Selector", description="A label query over pods that should match the pod count.", wide=True),
         ]
 
     def table_row(self, obj: Obj) -> list[Any]:
@@ -156,29 +150,22 @@ def _generated_selector_causes(obj: Obj, selector: Obj, labels: dict[str, str]) 
         return [v.required("metadata.uid")]
     causes: list[Cause] = []
     if labels.get(CONTROLLER_UID_LABEL) != uid:
-        causes.append(
-            v.invalid("spec.template.metadata.labels", labels, f"must be '{CONTROLLER_UID_LABEL}={uid}'")
-        )
+        causes.append(v.invalid("spec.template.metadata.labels", labels, f"must be '{CONTROLLER_UID_LABEL}={uid}'"))
     if (selector.get("matchLabels") or {}).get(CONTROLLER_UID_LABEL) != uid:
         causes.append(
-            v.invalid(
-                "spec.selector.matchLabels", selector.get("matchLabels"), "`selector` not auto-generated"
-            )
+            v.invalid("spec.selector.matchLabels", selector.get("matchLabels"), "`selector` not auto-generated")
         )
     return causes
 
 
 def _elastic(new_spec: Obj, old_spec: Obj) -> bool:
     # Indexed Jobs may be scaled by changing completions and parallelism together.
-    return new_spec.get("completionMode") == "Indexed" and new_spec.get("completions") == new_spec.get(
-        "parallelism"
-    )
+    return new_spec.get("completionMode") == "Indexed" and new_spec.get("completions") == new_spec.get("parallelism")
 
 
 def _has_condition(obj: Obj, condition_type: str) -> bool:
     return any(
-        c.get("type") == condition_type and c.get("status") == "True"
-        for c in p.status(obj).get("conditions") or []
+        c.get("type") == condition_type and c.get("status") == "True" for c in p.status(obj).get("conditions") or []
     )
 
 
@@ -235,9 +222,7 @@ class CronJobStrategy(Strategy):
         causes += validate_schedule(spec.get("schedule"), "spec.schedule")
         causes += _validate_time_zone(spec.get("timeZone"))
         policy = spec.get("concurrencyPolicy")
-        causes += v.one_of(
-            "spec.concurrencyPolicy", policy, ("Allow", "Forbid", "Replace"), allow_empty=False
-        )
+        causes += v.one_of("spec.concurrencyPolicy", policy, ("Allow", "Forbid", "Replace"), allow_empty=False)
         for field_name in ("startingDeadlineSeconds", "successfulJobsHistoryLimit", "failedJobsHistoryLimit"):
             causes += v.non_negative(f"spec.{field_name}", spec.get(field_name))
         job_spec = (spec.get("jobTemplate") or {}).get("spec")
@@ -259,9 +244,7 @@ class CronJobStrategy(Strategy):
             AGE_COLUMN,
             p.CONTAINERS_COLUMN,
             p.IMAGES_COLUMN,
-            p.column(
-                "Selector", description="A label query over pods that should match the pod count.", wide=True
-            ),
+            p.column("Selector", description="A label query over pods that should match the pod count.", wide=True),
         ]
 
     def table_row(self, obj: Obj) -> list[Any]:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from apiserver import certificates as csr
 from apiserver.registry import printing as p
 from apiserver.registry.base import AGE_COLUMN, NAME_COLUMN, Column, Obj, Strategy, age_of
 from skiff.api import validation as v
 from skiff.api.errors import Cause
 from skiff.api.timefmt import human_duration
 
-MIN_EXPIRATION_SECONDS = 600
+MIN_EXPIRATION_SECONDS = csr.MIN_EXPIRATION_SECONDS
 
 
 class CertificateSigningRequestStrategy(Strategy):
@@ -23,14 +24,24 @@ class CertificateSigningRequestStrategy(Strategy):
         causes: list[Cause] = []
         if not spec.get("request"):
             causes.append(v.required("spec.request"))
+        else:
+            try:
+                csr.decode_request(spec["request"])
+            except csr.RequestError as error:
+                causes.append(v.invalid("spec.request", "<request>", str(error)))
         signer = spec.get("signerName") or ""
         if not signer:
             causes.append(v.required("spec.signerName"))
         elif "/" not in signer:
             detail = "must be a fully qualified domain and path of the form 'example.com/signer-name'"
             causes.append(v.invalid("spec.signerName", signer, detail))
-        if not spec.get("usages"):
+        usages = spec.get("usages")
+        if not usages:
             causes.append(v.required("spec.usages"))
+        elif isinstance(usages, list):
+            for index, usage in enumerate(usages):
+                if usage not in csr.KEY_USAGES:
+                    causes.append(v.not_supported(f"spec.usages[{index}]", usage, csr.KEY_USAGES))
         expiration = spec.get("expirationSeconds")
         if isinstance(expiration, int) and expiration < MIN_EXPIRATION_SECONDS:
             detail = "may not specify a duration less than 600 seconds (10 minutes)"
@@ -40,7 +51,16 @@ class CertificateSigningRequestStrategy(Strategy):
     def validate_update(self, new: Obj, old: Obj) -> list[Cause]:
         if p.spec(new) != p.spec(old):
             return [v.immutable("spec", p.spec(new))]
-        return []
+        causes = [v.invalid(path, "conditions", problem) for path, problem in csr.condition_problems(new, old)]
+        problem = csr.certificate_problem(new, old)
+        if problem is not None:
+            causes.append(v.forbidden("status.certificate", problem))
+        return causes
+
+    def prepare_for_status_update(self, new: Obj, old: Obj) -> None:
+        # The signer writes the certificate and Failed conditions; approval goes through /approval only.
+        super().prepare_for_status_update(new, old)
+        csr.keep_approval(new, old)
 
     def table_columns(self) -> list[Column]:
         return [
@@ -67,6 +87,13 @@ class CertificateSigningRequestStrategy(Strategy):
 
     def field_selectors(self) -> dict[str, Any]:
         return {"spec.signerName": lambda o: p.spec(o).get("signerName", "")}
+
+
+class CertificateSigningRequestApprovalStrategy(CertificateSigningRequestStrategy):
+    """Updates through /approval: only the Approved and Denied conditions change."""
+
+    def prepare_for_update(self, new: Obj, old: Obj) -> None:
+        csr.merge_approval(new, old)
 
 
 def csr_condition(obj: Obj) -> str:

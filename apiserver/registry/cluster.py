@@ -28,6 +28,9 @@ def created_at(obj: Obj) -> str:
 
 
 class NamespaceStrategy(Strategy):
+    return_deleted_object = True
+
+    tracks_generation = False
     status_subresource = True
     name_rule = staticmethod(v.name_is_dns_label)
 
@@ -69,6 +72,7 @@ class NamespaceStrategy(Strategy):
 
 
 class NodeStrategy(Strategy):
+    tracks_generation = False
     status_subresource = True
 
     def default(self, obj: Obj) -> None:
@@ -79,7 +83,10 @@ class NodeStrategy(Strategy):
 
     def prepare_for_create(self, obj: Obj) -> None:
         # Kubelets register with their status already filled in, so it is kept on create.
-        return None
+        status = obj.get("status")
+        super().prepare_for_create(obj)
+        if status is not None:
+            obj["status"] = status
 
     def validate(self, obj: Obj) -> list[Cause]:
         spec = p.spec(obj)
@@ -106,9 +113,7 @@ class NodeStrategy(Strategy):
             p.column("External-IP", description="The node's address outside the cluster.", wide=True),
             p.column("OS-Image", description="OS Image reported by the node.", wide=True),
             p.column("Kernel-Version", description="Kernel Version reported by the node.", wide=True),
-            p.column(
-                "Container-Runtime", description="Container runtime version reported by the node.", wide=True
-            ),
+            p.column("Container-Runtime", description="Container runtime version reported by the node.", wide=True),
         ]
 
     def table_row(self, obj: Obj) -> list[Any]:
@@ -181,6 +186,8 @@ def _event_source(event: Obj) -> str:
 
 
 class EventStrategy(Strategy):
+    tracks_generation = False
+
     def validate(self, obj: Obj) -> list[Cause]:
         if self.resource.group == "events.k8s.io":
             return self._validate_structured(obj)
@@ -188,17 +195,13 @@ class EventStrategy(Strategy):
         involved_namespace = _involved(obj).get("namespace")
         namespace = p.meta(obj).get("namespace")
         if involved_namespace and involved_namespace != namespace:
-            causes.append(
-                v.invalid("involvedObject.namespace", involved_namespace, "does not match event.namespace")
-            )
+            causes.append(v.invalid("involvedObject.namespace", involved_namespace, "does not match event.namespace"))
         if obj.get("eventTime"):
             causes += self._require("reportingComponent", "action", "reason", "reportingInstance", obj=obj)
         return causes
 
     def _validate_structured(self, obj: Obj) -> list[Cause]:
-        causes = self._require(
-            "eventTime", "reportingController", "reportingInstance", "action", "reason", obj=obj
-        )
+        causes = self._require("eventTime", "reportingController", "reportingInstance", "action", "reason", obj=obj)
         event_type = obj.get("type")
         if event_type not in EVENT_TYPES:
             causes.append(v.invalid("type", "", f"has invalid value: {event_type or ''}"))
@@ -255,9 +258,7 @@ class EventStrategy(Strategy):
             for name in ("kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath")
         }
         fields["reason"] = lambda o: o.get("reason", "")
-        fields["reportingComponent"] = lambda o: (
-            o.get("reportingComponent") or o.get("reportingController") or ""
-        )
+        fields["reportingComponent"] = lambda o: o.get("reportingComponent") or o.get("reportingController") or ""
         fields["source"] = lambda o: (o.get("source") or o.get("deprecatedSource") or {}).get("component", "")
         fields["type"] = lambda o: o.get("type", "")
         return fields
@@ -271,6 +272,8 @@ def _involved_field(name: str) -> Any:
 
 
 class LeaseStrategy(Strategy):
+    tracks_generation = False
+
     def validate(self, obj: Obj) -> list[Cause]:
         spec = p.spec(obj)
         causes = v.positive("spec.leaseDurationSeconds", spec.get("leaseDurationSeconds"))
@@ -297,6 +300,8 @@ SYSTEM_PRIORITY_PREFIX = "system-"
 
 
 class PriorityClassStrategy(Strategy):
+    tracks_generation = False
+
     def default(self, obj: Obj) -> None:
         obj.setdefault("preemptionPolicy", "PreemptLowerPriority")
 
@@ -357,6 +362,7 @@ def _validate_amounts(amounts: Obj, path: str) -> list[Cause]:
 
 
 class ResourceQuotaStrategy(Strategy):
+    tracks_generation = False
     status_subresource = True
 
     def validate(self, obj: Obj) -> list[Cause]:
@@ -374,7 +380,8 @@ class ResourceQuotaStrategy(Strategy):
         status = p.status(obj)
         used, hard = status.get("used") or {}, status.get("hard") or {}
         requests, limits = [], []
-        for name in sorted(p.spec(obj).get("hard") or {}):
+        # Like kube's printer, show what the quota controller has accounted (status.hard), not the spec.
+        for name in sorted(hard):
             cell = f"{name}: {_quantity_text(used.get(name))}/{_quantity_text(hard.get(name))}"
             (limits if name.startswith("limits.") else requests).append(cell)
         return [p.name(obj), age_of(obj), ", ".join(requests), ", ".join(limits)]
@@ -388,13 +395,13 @@ def _quantity_text(raw: object) -> str:
 
 
 class LimitRangeStrategy(Strategy):
+    tracks_generation = False
+
     def validate(self, obj: Obj) -> list[Cause]:
         causes: list[Cause] = []
         for position, limit in enumerate(p.spec(obj).get("limits") or []):
             path = f"spec.limits[{position}]"
-            causes += v.one_of(
-                f"{path}.type", limit.get("type"), ("Container", "PersistentVolumeClaim", "Pod")
-            )
+            causes += v.one_of(f"{path}.type", limit.get("type"), ("Container", "PersistentVolumeClaim", "Pod"))
             for field_name in ("max", "min", "default", "defaultRequest", "maxLimitRequestRatio"):
                 causes += _validate_amounts(limit.get(field_name) or {}, f"{path}.{field_name}")
         return causes

@@ -60,6 +60,8 @@ def _validate_keys(data: Obj, path: str) -> list[Cause]:
 
 
 class ConfigMapStrategy(Strategy):
+    tracks_generation = False
+
     def validate(self, obj: Obj) -> list[Cause]:
         data, binary = obj.get("data") or {}, obj.get("binaryData") or {}
         causes = _validate_keys(data, "data") + _validate_keys(binary, "binaryData")
@@ -87,6 +89,8 @@ class ConfigMapStrategy(Strategy):
 
 
 class SecretStrategy(Strategy):
+    tracks_generation = False
+
     def default(self, obj: Obj) -> None:
         if not obj.get("type"):
             obj["type"] = "Opaque"
@@ -113,9 +117,7 @@ class SecretStrategy(Strategy):
 
     def _validate_type(self, obj: Obj, data: Obj) -> list[Cause]:
         secret_type = obj.get("type", "")
-        causes = [
-            v.required(f"data[{k}]") for k in REQUIRED_SECRET_KEYS.get(secret_type, ()) if k not in data
-        ]
+        causes = [v.required(f"data[{k}]") for k in REQUIRED_SECRET_KEYS.get(secret_type, ()) if k not in data]
         json_key = JSON_SECRET_KEYS.get(secret_type)
         if json_key and json_key in data:
             causes += _validate_json(data[json_key], f"data[{json_key}]")
@@ -160,6 +162,10 @@ def _validate_json(value: object, path: str) -> list[Cause]:
 
 
 class ServiceAccountStrategy(Strategy):
+    return_deleted_object = True
+
+    tracks_generation = False
+
     def validate(self, obj: Obj) -> list[Cause]:
         causes: list[Cause] = []
         for list_name in ("secrets", "imagePullSecrets"):

@@ -10,10 +10,7 @@ import re
 from dataclasses import dataclass
 
 _MONTH_NAMES = {
-    n: i + 1
-    for i, n in enumerate(
-        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
-    )
+    n: i + 1 for i, n in enumerate(["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])
 }
 _DAY_NAMES = {n: i for i, n in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}
 _DESCRIPTORS = {
@@ -78,9 +75,7 @@ def _parse_descriptor(spec: str) -> CronSchedule:
         duration = spec[len("@every ") :].strip()
         if not _GO_DURATION.match(duration):
             raise CronError(f'failed to parse duration {spec}: time: invalid duration "{duration}"')
-        return CronSchedule(
-            frozenset(), frozenset(), frozenset(), frozenset(), frozenset(), every_seconds=0.0
-        )
+        return CronSchedule(frozenset(), frozenset(), frozenset(), frozenset(), frozenset(), every_seconds=0.0)
     raise CronError(f"unrecognized descriptor: {spec}")
 
 

@@ -36,9 +36,7 @@ class NetworkPolicyStrategy(Strategy):
             path = f"spec.policyTypes[{position}]"
             causes += v.one_of(path, policy_type, POLICY_TYPES, allow_empty=False)
         if len(policy_types) > len(POLICY_TYPES):
-            causes.append(
-                v.invalid("spec.policyTypes", policy_types, "may not specify more than two policyTypes")
-            )
+            causes.append(v.invalid("spec.policyTypes", policy_types, "may not specify more than two policyTypes"))
         for direction, peers in (("ingress", "from"), ("egress", "to")):
             for position, rule in enumerate(spec.get(direction) or []):
                 causes += _validate_rule(rule, f"spec.{direction}[{position}]", peers)

@@ -25,6 +25,8 @@ RESTARTS_DESCRIPTION = (
 
 
 class PodStrategy(Strategy):
+    return_deleted_object = True
+
     status_subresource = True
     # Old kubelets wrote broken owner references through `/status`, so kube ignores them there.
     status_update_keeps_metadata = ("ownerReferences",)
@@ -124,9 +126,7 @@ def summarize_pod(pod: Obj) -> PodSummary:
     tally.reason = status.get("reason") or status.get("phase") or ""
     if _condition(status, "PodScheduled", "False") == "SchedulingGated":
         tally.reason = "SchedulingGated"
-    initializing = _scan_init_containers(
-        status.get("initContainerStatuses") or [], init_specs, sidecars, tally
-    )
+    initializing = _scan_init_containers(status.get("initContainerStatuses") or [], init_specs, sidecars, tally)
     if not initializing or _condition_true(status, "Initialized"):
         tally.restarts, tally.last_restart = tally.sidecar_restarts, tally.sidecar_last_restart
         _scan_containers(status, tally)
@@ -150,22 +150,16 @@ class _Tally:
 
     def note_restart(self, container: Obj, sidecar: bool) -> None:
         self.restarts += int(container.get("restartCount") or 0)
-        finished = try_parse_time(
-            ((container.get("lastState") or {}).get("terminated") or {}).get("finishedAt")
-        )
+        finished = try_parse_time(((container.get("lastState") or {}).get("terminated") or {}).get("finishedAt"))
         if finished is not None and (self.last_restart is None or finished > self.last_restart):
             self.last_restart = finished
         if sidecar:
             self.sidecar_restarts += int(container.get("restartCount") or 0)
-            if finished is not None and (
-                self.sidecar_last_restart is None or finished > self.sidecar_last_restart
-            ):
+            if finished is not None and (self.sidecar_last_restart is None or finished > self.sidecar_last_restart):
                 self.sidecar_last_restart = finished
 
 
-def _scan_init_containers(
-    statuses: list[Obj], init_specs: list[Obj], sidecars: set[Any], tally: _Tally
-) -> bool:
+def _scan_init_containers(statuses: list[Obj], init_specs: list[Obj], sidecars: set[Any], tally: _Tally) -> bool:
     for position, container in enumerate(statuses):
         sidecar = container.get("name") in sidecars
         tally.note_restart(container, sidecar)

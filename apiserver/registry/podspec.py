@@ -169,11 +169,7 @@ def qos_class(spec: Obj) -> str:
             guaranteed = False
     if not requests and not limits:
         return "BestEffort"
-    if (
-        guaranteed
-        and all(requests.get(r) == limits.get(r) for r in requests)
-        and len(requests) == len(limits)
-    ):
+    if guaranteed and all(requests.get(r) == limits.get(r) for r in requests) and len(requests) == len(limits):
         return "Guaranteed"
     return "Burstable"
 
@@ -197,24 +193,18 @@ def _accumulate(totals: dict[str, Any], amounts: Obj) -> list[str]:
 # -- validation -------------------------------------------------------------------------------------
 
 
-def validate_pod_spec(
-    spec: object, path: str, restart_policies: tuple[str, ...] = RESTART_POLICIES
-) -> list[Cause]:
+def validate_pod_spec(spec: object, path: str, restart_policies: tuple[str, ...] = RESTART_POLICIES) -> list[Cause]:
     if not isinstance(spec, dict):
         return [v.required(path)]
     volumes, causes = _validate_volumes(spec.get("volumes") or [], v.child(path, "volumes"))
     causes += _validate_containers(spec, path, volumes)
-    causes += _validate_restart_policy(
-        spec.get("restartPolicy"), v.child(path, "restartPolicy"), restart_policies
-    )
+    causes += _validate_restart_policy(spec.get("restartPolicy"), v.child(path, "restartPolicy"), restart_policies)
     causes += v.one_of(v.child(path, "dnsPolicy"), spec.get("dnsPolicy"), DNS_POLICIES)
     causes += v.validate_labels(spec.get("nodeSelector"), v.child(path, "nodeSelector"))
     causes += _validate_optional_names(spec, path)
     causes += _validate_tolerations(spec.get("tolerations") or [], v.child(path, "tolerations"))
     causes += _validate_deadline(spec.get("activeDeadlineSeconds"), v.child(path, "activeDeadlineSeconds"))
-    causes += v.non_negative(
-        v.child(path, "terminationGracePeriodSeconds"), spec.get("terminationGracePeriodSeconds")
-    )
+    causes += v.non_negative(v.child(path, "terminationGracePeriodSeconds"), spec.get("terminationGracePeriodSeconds"))
     return causes
 
 
@@ -257,9 +247,7 @@ def _validate_tolerations(tolerations: list[Obj], path: str) -> list[Cause]:
         if key:
             causes += v.invalid_each(v.child(item, "key"), key, v.qualified_name(key))
         elif operator != "Exists":
-            detail = (
-                'operator must be Exists when `key` is empty, which means "match all values and all keys"'
-            )
+            detail = 'operator must be Exists when `key` is empty, which means "match all values and all keys"'
             causes.append(v.invalid(v.child(item, "operator"), operator, detail))
         if operator == "Exists" and toleration.get("value"):
             detail = "value must be empty when `operator` is 'Exists'"
@@ -362,9 +350,7 @@ def _validate_ports(ports: list[Obj], path: str) -> list[Cause]:
         if container_port is None:
             causes.append(v.required(v.child(item, "containerPort")))
         else:
-            causes += v.invalid_each(
-                v.child(item, "containerPort"), container_port, v.port_number(container_port)
-            )
+            causes += v.invalid_each(v.child(item, "containerPort"), container_port, v.port_number(container_port))
         host_port = port.get("hostPort")
         if host_port:
             causes += v.invalid_each(v.child(item, "hostPort"), host_port, v.port_number(host_port))
@@ -411,9 +397,7 @@ def _validate_probe(probe: Obj, path: str, probe_name: str) -> list[Cause]:
     causes: list[Cause] = []
     if not handlers:
         causes.append(v.required(path, "must specify a handler type"))
-    causes += [
-        v.forbidden(v.child(path, h), "may not specify more than 1 handler type") for h in handlers[1:]
-    ]
+    causes += [v.forbidden(v.child(path, h), "may not specify more than 1 handler type") for h in handlers[1:]]
     for field_name in ("initialDelaySeconds", "timeoutSeconds", "periodSeconds", "successThreshold"):
         causes += v.non_negative(v.child(path, field_name), probe.get(field_name))
     if probe_name != "readinessProbe" and probe.get("successThreshold", 1) != 1:
@@ -476,9 +460,7 @@ def _validate_resource_name(name: str, path: str) -> list[Cause]:
 # -- pod templates ----------------------------------------------------------------------------------
 
 
-def validate_pod_template(
-    template: object, path: str, restart_policies: tuple[str, ...] = ("Always",)
-) -> list[Cause]:
+def validate_pod_template(template: object, path: str, restart_policies: tuple[str, ...] = ("Always",)) -> list[Cause]:
     """A workload's pod template: labels and the pod spec (restartPolicy limited as kube does)."""
     if not isinstance(template, dict):
         return [v.required(path)]
@@ -502,9 +484,7 @@ POD_UPDATE_FORBIDDEN = (
 
 def validate_pod_spec_update(new_spec: Obj, old_spec: Obj) -> list[Cause]:
     """A running pod's spec is fixed but for images, the deadline and new tolerations."""
-    causes = _validate_deadline_update(
-        new_spec.get("activeDeadlineSeconds"), old_spec.get("activeDeadlineSeconds")
-    )
+    causes = _validate_deadline_update(new_spec.get("activeDeadlineSeconds"), old_spec.get("activeDeadlineSeconds"))
     comparable = copy.deepcopy(new_spec)
     for list_name in CONTAINER_LISTS:
         _copy_images(comparable.get(list_name) or [], old_spec.get(list_name) or [])

@@ -74,9 +74,7 @@ class HorizontalPodAutoscalerStrategy(Strategy):
         if maximum is None:
             causes.append(v.required("spec.maxReplicas"))
         elif isinstance(minimum, int) and maximum < minimum:
-            causes.append(
-                v.invalid("spec.maxReplicas", maximum, "must be greater than or equal to `minReplicas`")
-            )
+            causes.append(v.invalid("spec.maxReplicas", maximum, "must be greater than or equal to `minReplicas`"))
         return causes
 
     def table_columns(self) -> list[Column]:

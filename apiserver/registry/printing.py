@@ -16,9 +16,7 @@ def column(name: str, type_: str = "string", description: str = "", wide: bool =
 
 
 CONTAINERS_COLUMN = column("Containers", description="Names of each container in the template.", wide=True)
-IMAGES_COLUMN = column(
-    "Images", description="Images referenced by each container in the template.", wide=True
-)
+IMAGES_COLUMN = column("Images", description="Images referenced by each container in the template.", wide=True)
 
 
 def meta(obj: Obj) -> Obj:

@@ -17,6 +17,8 @@ SUBJECT_KINDS = ("ServiceAccount", "User", "Group")
 class RoleStrategy(Strategy):
     """Roles and ClusterRoles: a list of rules, each granting verbs on resources or URLs."""
 
+    tracks_generation = False
+
     name_rule = staticmethod(v.name_is_path_segment)
 
     def validate(self, obj: Obj) -> list[Cause]:
@@ -47,9 +49,7 @@ def validate_policy_rule(rule: Obj, path: str, namespaced: bool) -> list[Cause]:
     if urls:
         if namespaced:
             causes.append(
-                v.invalid(
-                    f"{path}.nonResourceURLs", urls, "namespaced rules cannot apply to non-resource URLs"
-                )
+                v.invalid(f"{path}.nonResourceURLs", urls, "namespaced rules cannot apply to non-resource URLs")
             )
         if rule.get("apiGroups") or rule.get("resources") or rule.get("resourceNames"):
             detail = "rules cannot apply to both regular resources and non-resource URLs"
@@ -64,6 +64,8 @@ def validate_policy_rule(rule: Obj, path: str, namespaced: bool) -> list[Cause]:
 
 class RoleBindingStrategy(Strategy):
     """RoleBindings and ClusterRoleBindings: who gets the rules of which role."""
+
+    tracks_generation = False
 
     name_rule = staticmethod(v.name_is_path_segment)
 
@@ -94,9 +96,7 @@ class RoleBindingStrategy(Strategy):
             if not self.resource.namespaced and not subject.get("namespace"):
                 causes.append(v.required(f"{path}.namespace"))
         elif kind in ("User", "Group"):
-            causes += v.one_of(
-                f"{path}.apiGroup", subject.get("apiGroup", ""), (RBAC_GROUP,), allow_empty=False
-            )
+            causes += v.one_of(f"{path}.apiGroup", subject.get("apiGroup", ""), (RBAC_GROUP,), allow_empty=False)
         else:
             causes.append(v.not_supported(f"{path}.kind", kind, SUBJECT_KINDS))
         return causes
@@ -122,9 +122,7 @@ class RoleBindingStrategy(Strategy):
         users = [s.get("name", "") for s in subjects if s.get("kind") == "User"]
         groups = [s.get("name", "") for s in subjects if s.get("kind") == "Group"]
         accounts = [
-            f"{s.get('namespace', '')}/{s.get('name', '')}"
-            for s in subjects
-            if s.get("kind") == "ServiceAccount"
+            f"{s.get('namespace', '')}/{s.get('name', '')}" for s in subjects if s.get("kind") == "ServiceAccount"
         ]
         role = f"{ref.get('kind', '')}/{ref.get('name', '')}"
         return [p.name(obj), role, age_of(obj), ", ".join(users), ", ".join(groups), ", ".join(accounts)]

@@ -29,6 +29,9 @@ def _family_of(ip: str) -> str:
 
 
 class ServiceStrategy(Strategy):
+    return_deleted_object = True
+
+    tracks_generation = False
     status_subresource = True
     name_rule = staticmethod(v.name_is_dns1035_label)
 
@@ -262,6 +265,8 @@ def _host_port(ip: str, port: object) -> str:
 
 
 class EndpointsStrategy(Strategy):
+    tracks_generation = False
+
     def default(self, obj: Obj) -> None:
         for subset in obj.get("subsets") or []:
             for port in subset.get("ports") or []:
@@ -280,12 +285,8 @@ class EndpointsStrategy(Strategy):
                 port_path = f"{path}.ports[{number}]"
                 if len(ports) > 1 and not port.get("name"):
                     causes.append(v.required(f"{port_path}.name"))
-                causes += v.invalid_each(
-                    f"{port_path}.port", port.get("port"), v.port_number(port.get("port"))
-                )
-                causes += v.one_of(
-                    f"{port_path}.protocol", port.get("protocol"), PROTOCOLS, allow_empty=False
-                )
+                causes += v.invalid_each(f"{port_path}.port", port.get("port"), v.port_number(port.get("port")))
+                causes += v.one_of(f"{port_path}.protocol", port.get("protocol"), PROTOCOLS, allow_empty=False)
         return causes
 
     def table_columns(self) -> list[Column]:
@@ -357,9 +358,7 @@ class EndpointSliceStrategy(Strategy):
         ]
 
     def table_row(self, obj: Obj) -> list[Any]:
-        ports = [
-            str(port.get("port") if port.get("port") is not None else "*") for port in obj.get("ports") or []
-        ]
+        ports = [str(port.get("port") if port.get("port") is not None else "*") for port in obj.get("ports") or []]
         addresses = [a for endpoint in obj.get("endpoints") or [] for a in endpoint.get("addresses") or []]
         return [
             p.name(obj),

@@ -41,8 +41,7 @@ DEFAULT_CLASS_ANNOTATIONS = (
     "storageclass.beta.kubernetes.io/is-default-class",
 )
 PVC_SPEC_IMMUTABLE = (
-    "spec is immutable after creation except resources.requests "
-    "and volumeAttributesClassName for bound claims"
+    "spec is immutable after creation except resources.requests and volumeAttributesClassName for bound claims"
 )
 
 
@@ -70,15 +69,16 @@ def _storage_amount(amounts: Obj, path: str) -> tuple[Any, list[Cause]]:
 
 def storage_class_of(obj: Obj) -> str:
     annotations = p.meta(obj).get("annotations") or {}
-    return p.spec(obj).get("storageClassName") or annotations.get(
-        "volume.beta.kubernetes.io/storage-class", ""
-    )
+    return p.spec(obj).get("storageClassName") or annotations.get("volume.beta.kubernetes.io/storage-class", "")
 
 
 # -- PersistentVolume -------------------------------------------------------------------------------
 
 
 class PersistentVolumeStrategy(Strategy):
+    return_deleted_object = True
+
+    tracks_generation = False
     status_subresource = True
 
     def default(self, obj: Obj) -> None:
@@ -111,9 +111,7 @@ class PersistentVolumeStrategy(Strategy):
             return [v.not_supported("spec.capacity", capacity, ["storage"])]
         amount, causes = _storage_amount(capacity, "spec.capacity[storage]")
         if amount is not None and amount.sign() < 0:
-            causes.append(
-                v.invalid("spec.capacity[storage]", str(amount), "must be greater than or equal to 0")
-            )
+            causes.append(v.invalid("spec.capacity[storage]", str(amount), "must be greater than or equal to 0"))
         return causes
 
     def validate_update(self, new: Obj, old: Obj) -> list[Cause]:
@@ -121,9 +119,7 @@ class PersistentVolumeStrategy(Strategy):
         causes: list[Cause] = []
         if {s: new_spec.get(s) for s in PV_SOURCES} != {s: old_spec.get(s) for s in PV_SOURCES}:
             causes.append(
-                v.forbidden(
-                    "spec.persistentvolumesource", "spec.persistentvolumesource is immutable after creation"
-                )
+                v.forbidden("spec.persistentvolumesource", "spec.persistentvolumesource is immutable after creation")
             )
         if new_spec.get("volumeMode") != old_spec.get("volumeMode"):
             causes.append(v.immutable("spec.volumeMode", new_spec.get("volumeMode")))
@@ -184,6 +180,9 @@ def _quantity_cell(raw: object) -> str:
 
 
 class PersistentVolumeClaimStrategy(Strategy):
+    return_deleted_object = True
+
+    tracks_generation = False
     status_subresource = True
 
     def default(self, obj: Obj) -> None:
@@ -231,9 +230,7 @@ class PersistentVolumeClaimStrategy(Strategy):
         except QuantityError:
             return []
         if shrinks:
-            return [
-                v.forbidden("spec.resources.requests.storage", "field can not be less than status.capacity")
-            ]
+            return [v.forbidden("spec.resources.requests.storage", "field can not be less than status.capacity")]
         return []
 
     def table_columns(self) -> list[Column]:
@@ -280,6 +277,10 @@ MAX_PARAMETERS_SIZE = 256 * 1024
 
 
 class StorageClassStrategy(Strategy):
+    return_deleted_object = True
+
+    tracks_generation = False
+
     def default(self, obj: Obj) -> None:
         obj.setdefault("reclaimPolicy", "Delete")
         obj.setdefault("volumeBindingMode", "Immediate")
@@ -293,9 +294,7 @@ class StorageClassStrategy(Strategy):
             causes += v.invalid_each("provisioner", provisioner, v.qualified_name(provisioner.lower()))
         causes += v.one_of("reclaimPolicy", obj.get("reclaimPolicy"), ("Delete", "Retain"))
         mode = obj.get("volumeBindingMode")
-        causes += v.one_of(
-            "volumeBindingMode", mode, ("Immediate", "WaitForFirstConsumer"), allow_empty=False
-        )
+        causes += v.one_of("volumeBindingMode", mode, ("Immediate", "WaitForFirstConsumer"), allow_empty=False)
         parameters = obj.get("parameters") or {}
         if len(parameters) > MAX_PARAMETERS:
             causes.append(v.too_many("parameters", len(parameters), MAX_PARAMETERS))
@@ -318,9 +317,7 @@ class StorageClassStrategy(Strategy):
             NAME_COLUMN,
             p.column("Provisioner", description="The driver that provisions volumes of this class."),
             p.column("ReclaimPolicy", description="What happens to volumes of this class when released."),
-            p.column(
-                "VolumeBindingMode", description="When volumes of this class are bound and provisioned."
-            ),
+            p.column("VolumeBindingMode", description="When volumes of this class are bound and provisioned."),
             p.column("AllowVolumeExpansion", "boolean", "Whether volumes of this class can grow."),
             AGE_COLUMN,
         ]
@@ -343,6 +340,8 @@ class StorageClassStrategy(Strategy):
 
 
 class CSIDriverStrategy(Strategy):
+    tracks_generation = False
+
     def default(self, obj: Obj) -> None:
         spec = obj.setdefault("spec", {})
         spec.setdefault("attachRequired", True)
@@ -390,6 +389,8 @@ class CSIDriverStrategy(Strategy):
 
 
 class CSINodeStrategy(Strategy):
+    tracks_generation = False
+
     def table_columns(self) -> list[Column]:
         return [NAME_COLUMN, p.column("Drivers", "integer", "Number of CSI drivers on the node."), AGE_COLUMN]
 
@@ -398,6 +399,7 @@ class CSINodeStrategy(Strategy):
 
 
 class VolumeAttachmentStrategy(Strategy):
+    tracks_generation = False
     status_subresource = True
 
     def validate(self, obj: Obj) -> list[Cause]:

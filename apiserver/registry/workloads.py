@@ -133,9 +133,7 @@ class DeploymentStrategy(WorkloadStrategy):
         causes += self._validate_strategy(spec.get("strategy") or {})
         deadline = spec.get("progressDeadlineSeconds")
         if isinstance(deadline, int) and deadline <= (spec.get("minReadySeconds") or 0):
-            causes.append(
-                v.invalid("spec.progressDeadlineSeconds", deadline, "must be greater than minReadySeconds")
-            )
+            causes.append(v.invalid("spec.progressDeadlineSeconds", deadline, "must be greater than minReadySeconds"))
         return causes
 
     def _validate_strategy(self, strategy: Obj) -> list[Cause]:
@@ -322,9 +320,7 @@ class StatefulSetStrategy(WorkloadStrategy):
         causes = validate_selector_and_template(spec, "statefulset")
         causes += validate_counts(spec, "replicas", "minReadySeconds", "revisionHistoryLimit")
         policy = spec.get("podManagementPolicy")
-        causes += v.one_of(
-            "spec.podManagementPolicy", policy, ("OrderedReady", "Parallel"), allow_empty=False
-        )
+        causes += v.one_of("spec.podManagementPolicy", policy, ("OrderedReady", "Parallel"), allow_empty=False)
         causes += self._validate_update_strategy(spec.get("updateStrategy") or {})
         retention = spec.get("persistentVolumeClaimRetentionPolicy") or {}
         for when in ("whenDeleted", "whenScaled"):
@@ -398,9 +394,7 @@ class DaemonSetStrategy(WorkloadStrategy):
     def table_columns(self) -> list[Column]:
         return [
             NAME_COLUMN,
-            p.column(
-                "Desired", "integer", "The total number of nodes that should be running the daemon pod."
-            ),
+            p.column("Desired", "integer", "The total number of nodes that should be running the daemon pod."),
             p.column("Current", "integer", "The number of nodes running at least one daemon pod."),
             p.column("Ready", "integer", "The number of nodes running the daemon pod and ready."),
             p.column("Up-to-date", "integer", "The number of nodes running the updated daemon pod."),
@@ -433,6 +427,8 @@ class DaemonSetStrategy(WorkloadStrategy):
 
 
 class PodTemplateStrategy(Strategy):
+    tracks_generation = False
+
     def default(self, obj: Obj) -> None:
         default_pod_template(obj.get("template"))
 
@@ -456,6 +452,8 @@ class PodTemplateStrategy(Strategy):
 
 
 class ControllerRevisionStrategy(Strategy):
+    tracks_generation = False
+
     def validate(self, obj: Obj) -> list[Cause]:
         revision = obj.get("revision")
         return v.non_negative("revision", revision)
@@ -469,9 +467,7 @@ class ControllerRevisionStrategy(Strategy):
         return [
             NAME_COLUMN,
             p.column("Controller", description="Controller of the object."),
-            p.column(
-                "Revision", "integer", "Revision indicates the revision of the state represented by Data."
-            ),
+            p.column("Revision", "integer", "Revision indicates the revision of the state represented by Data."),
             AGE_COLUMN,
         ]
 

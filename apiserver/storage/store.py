@@ -23,6 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from apiserver.storage import tables as t
+from apiserver.storage.encryption import EncryptionConfig, storage_context
 from apiserver.storage.migrate import upgrade
 
 log = logging.getLogger("skiff.storage")
@@ -83,6 +84,8 @@ class Stored:
     rv: int
     data: bytes
     _obj: dict[str, Any] | None = None
+    # Read with an encryption key other than the current write key: an update writes it even unchanged.
+    stale: bool = False
 
     def obj(self) -> dict[str, Any]:
         if self._obj is None:
@@ -120,7 +123,14 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN")
+    # A write transaction takes the write lock up front (BEGIN IMMEDIATE, waiting up to busy_timeout):
+    # a deferred one that read first and then tries to write fails with "database is locked" at once
+    # if another connection (the compactor) committed in between, which would fail a whole batch.
+    mode = connection.get_execution_options().get(_SQLITE_BEGIN, "")
+    connection.exec_driver_sql(f"BEGIN {mode}".rstrip())
+
+
+_SQLITE_BEGIN = "skiff_sqlite_begin"
 
 
 class Store:
@@ -134,6 +144,8 @@ class Store:
         self._queue: asyncio.Queue[_Write] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self.write_latency: Callable[[float], None] | None = None
+        # Encryption at rest (--encryption-provider-config): applied to object and change-log data only.
+        self.encryption: EncryptionConfig | None = None
 
     @property
     def is_postgres(self) -> bool:
@@ -178,7 +190,10 @@ class Store:
         query = select(o.rv, o.data).where(o.resource == resource, o.namespace == namespace, o.name == name)
         async with self.engine.connect() as conn:
             row = (await conn.execute(query)).first()
-        return None if row is None else Stored(row.rv, row.data)
+        if row is None:
+            return None
+        data, stale = self._open(resource, namespace, name, row.data)
+        return Stored(row.rv, data, stale=stale)
 
     async def list(
         self,
@@ -203,7 +218,10 @@ class Store:
             query = query.limit(limit + 1)
         async with self._snapshot() as conn:
             rv = await self._counter(conn, t.RESOURCE_VERSION)
-            rows = [(r.namespace, r.name, r.data) for r in await conn.execute(query)]
+            rows = [
+                (r.namespace, r.name, self._open(resource, r.namespace, r.name, r.data)[0])
+                for r in await conn.execute(query)
+            ]
         more = bool(limit) and len(rows) > (limit or 0)
         if more:
             rows = rows[:limit]
@@ -218,6 +236,14 @@ class Store:
             return int((await conn.execute(query)).scalar_one())
 
     @contextlib.asynccontextmanager
+    async def _write_transaction(self):  # type: ignore[no-untyped-def]
+        async with self.engine.connect() as conn:
+            if not self.is_postgres:
+                conn = await conn.execution_options(**{_SQLITE_BEGIN: "IMMEDIATE"})
+            async with conn.begin():
+                yield conn
+
+    @contextlib.asynccontextmanager
     async def _snapshot(self):  # type: ignore[no-untyped-def]
         async with self.engine.connect() as conn:
             if self.is_postgres:
@@ -225,9 +251,7 @@ class Store:
             async with conn.begin():
                 yield conn
 
-    async def changes_since(
-        self, after_rv: int, until_rv: int | None = None, limit: int = 5000
-    ) -> list[Change]:
+    async def changes_since(self, after_rv: int, until_rv: int | None = None, limit: int = 5000) -> list[Change]:
         """Read the change log after `after_rv`, in order. Raises ResourceVersionExpired when compacted."""
         c = t.changes.c
         query = select(c.rv, c.event, c.resource, c.namespace, c.name, c.data).where(c.rv > after_rv)
@@ -239,7 +263,31 @@ class Store:
             if after_rv < compacted:
                 raise ResourceVersionExpired(after_rv, compacted)
             rows = (await conn.execute(query)).all()
-        return [Change(r.rv, t.EVENT_NAMES[r.event], r.resource, r.namespace, r.name, r.data) for r in rows]
+        return [
+            Change(
+                r.rv,
+                t.EVENT_NAMES[r.event],
+                r.resource,
+                r.namespace,
+                r.name,
+                self._open(r.resource, r.namespace, r.name, r.data)[0],
+            )
+            for r in rows
+        ]
+
+    def _open(self, resource: str, namespace: str, name: str, data: bytes) -> tuple[bytes, bool]:
+        """Stored bytes → object JSON, and whether they were sealed with an older key (stale)."""
+        transformer = self.encryption.for_resource(resource) if self.encryption is not None else None
+        if transformer is None:
+            return data, False
+        return transformer.from_storage(data, storage_context(resource, namespace, name))
+
+    def _seal(self, resource: str, namespace: str, name: str, data: bytes) -> bytes:
+        """Object JSON → the bytes the database keeps (ciphertext for encrypted resources)."""
+        transformer = self.encryption.for_resource(resource) if self.encryption is not None else None
+        if transformer is None:
+            return data
+        return transformer.to_storage(data, storage_context(resource, namespace, name))
 
     async def resources_in_namespace(self, namespace: str) -> list[tuple[str, str]]:
         o = t.objects.c
@@ -287,7 +335,7 @@ class Store:
                 self.on_commit(changes)
 
     async def _commit(self, batch: list[_Write]) -> list[Change]:
-        async with self.engine.begin() as conn:
+        async with self._write_transaction() as conn:
             counter = select(t.counters.c.value).where(t.counters.c.key == t.RESOURCE_VERSION)
             rv = int((await conn.execute(counter.with_for_update())).scalar_one())
             current = await self._current_versions(conn, {w.key for w in batch})
@@ -295,9 +343,7 @@ class Store:
             if plan.changes:
                 await self._apply_plan(conn, plan)
                 await conn.execute(
-                    update(t.counters)
-                    .where(t.counters.c.key == t.RESOURCE_VERSION)
-                    .values(value=plan.last_rv)
+                    update(t.counters).where(t.counters.c.key == t.RESOURCE_VERSION).values(value=plan.last_rv)
                 )
                 if self.is_postgres:
                     await conn.exec_driver_sql("SELECT pg_notify('skiff_changes', '')")
@@ -319,11 +365,13 @@ class Store:
     async def _apply_plan(self, conn: AsyncConnection, plan: _Plan) -> None:
         o = t.objects.c
         removed = [key for key, state in plan.final.items() if state is None]
-        present = [state for state in plan.final.values() if state is not None]
+        present = [
+            {**state, "data": self._seal(state["resource"], state["namespace"], state["name"], state["data"])}
+            for state in plan.final.values()
+            if state is not None
+        ]
         for key in removed:
-            await conn.execute(
-                delete(t.objects).where(o.resource == key[0], o.namespace == key[1], o.name == key[2])
-            )
+            await conn.execute(delete(t.objects).where(o.resource == key[0], o.namespace == key[1], o.name == key[2]))
         if present:
             insert = (postgresql.insert if self.is_postgres else sqlite.insert)(t.objects)
             upsert = insert.on_conflict_do_update(
@@ -342,7 +390,7 @@ class Store:
                     "name": ch.name,
                     "event": _EVENT_CODES[ch.event],
                     "ts": now,
-                    "data": ch.data,
+                    "data": self._seal(ch.resource, ch.namespace, ch.name, ch.data),
                 }
                 for ch in plan.changes
             ],
@@ -353,15 +401,16 @@ class Store:
         """Drop change-log entries older than the window; returns the new compacted resourceVersion."""
         c = t.changes.c
         cutoff = time.time() - window_seconds
-        async with self.engine.begin() as conn:
+        async with self._write_transaction() as conn:
+            # Lock the mark first: API servers sharing a database compact concurrently, and one that read
+            # the mark before another committed would otherwise move it back over deleted entries.
+            mark = select(t.counters.c.value).where(t.counters.c.key == t.COMPACTED).with_for_update()
+            compacted = int((await conn.execute(mark)).scalar_one())
             newest_old = (await conn.execute(select(func.max(c.rv)).where(c.ts < cutoff))).scalar_one()
-            compacted = await self._counter(conn, t.COMPACTED)
             if newest_old is None or newest_old <= compacted:
                 return compacted
             await conn.execute(delete(t.changes).where(c.rv <= newest_old))
-            await conn.execute(
-                update(t.counters).where(t.counters.c.key == t.COMPACTED).values(value=newest_old)
-            )
+            await conn.execute(update(t.counters).where(t.counters.c.key == t.COMPACTED).values(value=newest_old))
             return int(newest_old)
 
     async def log_size(self) -> int:

@@ -81,6 +81,31 @@ class WatchHub:
                 watcher.offer(change)
         self._release_head_waiters()
 
+    def compacted(self, rv: int) -> None:
+        """The change log was compacted through `rv`: watches from before it must get 410 Gone here too.
+
+        Without this the window would keep serving versions the log no longer has, so whether a watch
+        from an old version works would depend on which API server it reached and when that one started.
+        """
+        rv = min(rv, self.head_rv)
+        if rv <= self.window_start_rv:
+            return
+        while self.window and self.window[0].rv <= rv:
+            self.window.popleft()
+        self.window_start_rv = rv
+
+    def restart_at(self, rv: int) -> None:
+        """Continue after `rv`, skipping changes that can no longer be read, and end every open watch.
+
+        The tailer calls this when it fell behind compaction: the changes it missed are gone, so no
+        watcher here can be served in order. Their clients re-watch, get 410 Gone and re-list.
+        """
+        self.window.clear()
+        self.head_rv = max(self.head_rv, rv)
+        self.window_start_rv = self.head_rv
+        self.close_all()
+        self._release_head_waiters()
+
     def subscribe(self, resource: str, namespace: str | None, after_rv: int) -> Watcher:
         """Start a watcher for changes after `after_rv`. Runs without awaiting, so no change slips by."""
         watcher = Watcher(self, resource, namespace, after_rv)

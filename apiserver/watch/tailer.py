@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import asyncpg
 
-from apiserver.storage.store import Change, Store
+from apiserver.storage.store import Change, ResourceVersionExpired, Store
 from apiserver.watch.hub import WatchHub
 
 log = logging.getLogger("skiff.watch")
@@ -78,7 +78,18 @@ class ChangeTailer:
 
     async def _drain(self) -> None:
         while True:
-            changes = await self.store.changes_since(self.hub.head_rv)
+            try:
+                changes = await self.store.changes_since(self.hub.head_rv)
+            except ResourceVersionExpired as expired:
+                # Another process compacted changes this one never read; they cannot be delivered.
+                log.warning(
+                    "the change log was compacted past this server's position (%d < %d); "
+                    "ending open watches so that their clients re-list",
+                    expired.requested,
+                    expired.compacted,
+                )
+                self.hub.restart_at(expired.compacted)
+                continue
             if not changes:
                 return
             self.publish(changes)

@@ -167,9 +167,7 @@ def _copy_value(value: Any) -> Any:
     return orjson.loads(orjson.dumps(value)) if isinstance(value, dict | list) else value
 
 
-def _merge_maps(
-    live: dict[str, Any], applied: dict[str, Any], path: Path, lookup: PatchMetaLookup
-) -> dict[str, Any]:
+def _merge_maps(live: dict[str, Any], applied: dict[str, Any], path: Path, lookup: PatchMetaLookup) -> dict[str, Any]:
     merged = dict(live)
     for name, value in applied.items():
         if value is None:

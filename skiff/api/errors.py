@@ -73,9 +73,7 @@ def _qualified(resource: str, group: str) -> str:
 
 
 def not_found(resource: str, name: str, group: str = "") -> ApiError:
-    return ApiError(
-        404, "NotFound", f'{_qualified(resource, group)} "{name}" not found', name, group, resource
-    )
+    return ApiError(404, "NotFound", f'{_qualified(resource, group)} "{name}" not found', name, group, resource)
 
 
 def already_exists(resource: str, name: str, group: str = "") -> ApiError:
@@ -122,15 +120,11 @@ def unauthorized(message: str = "Unauthorized") -> ApiError:
     return ApiError(401, "Unauthorized", message)
 
 
-def forbidden(
-    user: str, verb: str, resource: str, group: str, name: str, namespace: str, why: str = ""
-) -> ApiError:
+def forbidden(user: str, verb: str, resource: str, group: str, name: str, namespace: str, why: str = "") -> ApiError:
     target = _qualified(resource, group)
     subject = f'{target} "{name}"' if name else target
     scope = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
-    message = (
-        f'{subject} is forbidden: User "{user}" cannot {verb} resource "{resource}" in API group "{group}"'
-    )
+    message = f'{subject} is forbidden: User "{user}" cannot {verb} resource "{resource}" in API group "{group}"'
     message += scope
     if why:
         message += f": {why}"

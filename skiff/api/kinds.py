@@ -188,6 +188,36 @@ BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
         ["csr"],
         subs=["status", "approval"],
     ),
+    # authentication.k8s.io and authorization.k8s.io: reviews, answered and never stored
+    _r("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", False, verbs=CREATE_ONLY_VERBS),
+    _r("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", False, verbs=CREATE_ONLY_VERBS),
+    _r("authentication.k8s.io", "v1beta1", "SelfSubjectReview", "selfsubjectreviews", False, verbs=CREATE_ONLY_VERBS),
+    _r("authentication.k8s.io", "v1alpha1", "SelfSubjectReview", "selfsubjectreviews", False, verbs=CREATE_ONLY_VERBS),
+    _r("authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", False, verbs=CREATE_ONLY_VERBS),
+    _r(
+        "authorization.k8s.io",
+        "v1",
+        "LocalSubjectAccessReview",
+        "localsubjectaccessreviews",
+        True,
+        verbs=CREATE_ONLY_VERBS,
+    ),
+    _r(
+        "authorization.k8s.io",
+        "v1",
+        "SelfSubjectAccessReview",
+        "selfsubjectaccessreviews",
+        False,
+        verbs=CREATE_ONLY_VERBS,
+    ),
+    _r(
+        "authorization.k8s.io",
+        "v1",
+        "SelfSubjectRulesReview",
+        "selfsubjectrulesreviews",
+        False,
+        verbs=CREATE_ONLY_VERBS,
+    ),
 )
 
 # Preferred-version order of groups as kube-apiserver lists them in discovery.

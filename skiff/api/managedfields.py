@@ -194,9 +194,7 @@ def _collect_leaves(value: Any, path: Path, lookup: PatchMetaLookup, out: FieldS
     out.add(path)
 
 
-def _collect_items(
-    items: list[Any], shape: ListShape, path: Path, lookup: PatchMetaLookup, out: FieldSet
-) -> None:
+def _collect_items(items: list[Any], shape: ListShape, path: Path, lookup: PatchMetaLookup, out: FieldSet) -> None:
     for element, item in index_items(items, shape).items():
         item_path = (*path, element)
         out.add(item_path)

@@ -189,9 +189,7 @@ def _json_type(value: Any) -> str:
 # ---------------------------------------------------------------------------------------------------
 
 
-def apply_strategic_merge_patch(
-    doc: dict[str, Any], patch: dict[str, Any], lookup: PatchMetaLookup
-) -> dict[str, Any]:
+def apply_strategic_merge_patch(doc: dict[str, Any], patch: dict[str, Any], lookup: PatchMetaLookup) -> dict[str, Any]:
     """Apply a strategic merge patch the way kube-apiserver does.
 
     `lookup(path)` gives the patch strategy and merge key of the field at `path` (list items add no
@@ -269,9 +267,7 @@ def _interleave(
     return out
 
 
-def _order_like(
-    items: list[Any], order: list[Any], server_order: list[Any], key: Callable[[Any], Any]
-) -> list[Any]:
+def _order_like(items: list[Any], order: list[Any], server_order: list[Any], key: Callable[[Any], Any]) -> list[Any]:
     """Put `items` listed in `order` into that order, and weave the others in by their live order."""
     rank: dict[Any, int] = {}
     for index, item in enumerate(order):
@@ -280,9 +276,7 @@ def _order_like(
     for index, item in enumerate(server_order):
         live_rank.setdefault(key(item), index)
     ordered = sorted((i for i in items if key(i) in rank), key=lambda i: rank[key(i)])
-    others = sorted(
-        (i for i in items if key(i) not in rank), key=lambda i: live_rank.get(key(i), len(server_order))
-    )
+    others = sorted((i for i in items if key(i) not in rank), key=lambda i: live_rank.get(key(i), len(server_order)))
     return _interleave(others, ordered, server_order, key)
 
 
@@ -399,9 +393,7 @@ class _StrategicMerger:
 
     # -- lists ------------------------------------------------------------------------------------
 
-    def merge_list(
-        self, live: list[Any], patch: list[Any], path: FieldPath, merge_key: str | None
-    ) -> list[Any]:
+    def merge_list(self, live: list[Any], patch: list[Any], path: FieldPath, merge_key: str | None) -> list[Any]:
         if not live and not patch:
             return live
         if _element_kind(live, patch) == "scalar":

@@ -54,8 +54,7 @@ _DNS_SUBDOMAIN_RE = re.compile(_DNS_SUBDOMAIN_FMT)
 _INTEGER_RE = re.compile(r"[+-]?[0-9]+")
 
 _ALNUM_RULE = (
-    "must consist of alphanumeric characters, '-', '_' or '.', "
-    "and must start and end with an alphanumeric character"
+    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
 )
 
 
@@ -411,17 +410,11 @@ def _requirement_errors(key: str, operator: str, values: list[str], path: str = 
     if key_problems:
         errors.append(_invalid_text(f"{path}.key" if path else "key", key, "; ".join(key_problems)))
     if operator in (IN, NOT_IN) and not values:
-        errors.append(
-            _invalid_text(values_path, values, "for 'in', 'notin' operators, values set can't be empty")
-        )
+        errors.append(_invalid_text(values_path, values, "for 'in', 'notin' operators, values set can't be empty"))
     elif operator in (EQUALS, DOUBLE_EQUALS, NOT_EQUALS) and len(values) != 1:
-        errors.append(
-            _invalid_text(values_path, values, "exact-match compatibility requires one single value")
-        )
+        errors.append(_invalid_text(values_path, values, "exact-match compatibility requires one single value"))
     elif operator in (EXISTS, DOES_NOT_EXIST) and values:
-        errors.append(
-            _invalid_text(values_path, values, "values set must be empty for exists and does not exist")
-        )
+        errors.append(_invalid_text(values_path, values, "values set must be empty for exists and does not exist"))
     elif operator in (GREATER_THAN, LESS_THAN):
         errors.extend(_numeric_value_errors(values, values_path))
     for index, value in enumerate(values):

@@ -137,8 +137,7 @@ DNS1035_LABEL_ERROR = (
 )
 QUALIFIED_NAME_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
 QUALIFIED_NAME_ERROR = (
-    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an "
-    "alphanumeric character"
+    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
 )
 QUALIFIED_NAME_MAX = 63
 LABEL_VALUE_FMT = "(" + QUALIFIED_NAME_FMT + ")?"
@@ -149,9 +148,7 @@ LABEL_VALUE_ERROR = (
 LABEL_VALUE_MAX = 63
 CONFIG_KEY_FMT = "[-._a-zA-Z0-9]+"
 CONFIG_KEY_ERROR = "a valid config key must consist of alphanumeric characters, '-', '_' or '.'"
-ENV_VAR_NAME_ERROR = (
-    "a valid environment variable name must consist only of printable ASCII characters other than '='"
-)
+ENV_VAR_NAME_ERROR = "a valid environment variable name must consist only of printable ASCII characters other than '='"
 C_IDENTIFIER_FMT = "[A-Za-z_][A-Za-z0-9_]*"
 
 _DNS1123_LABEL = re.compile(f"^{DNS1123_LABEL_FMT}$")
@@ -434,9 +431,7 @@ def _requirement_matches(requirement: Obj, labels: dict[str, str]) -> bool:
 TOTAL_ANNOTATION_SIZE_LIMIT = 256 * 1024
 
 
-def validate_metadata(
-    obj: Obj, resource: ResourceType, name_rule: NameRule = name_is_dns_subdomain
-) -> list[Cause]:
+def validate_metadata(obj: Obj, resource: ResourceType, name_rule: NameRule = name_is_dns_subdomain) -> list[Cause]:
     """Rules every object's metadata follows, whatever its kind."""
     metadata = obj.get("metadata")
     if not isinstance(metadata, dict):
@@ -501,9 +496,7 @@ def _validate_owner_references(references: object, path: str) -> list[Cause]:
             controllers.append(reference.get("name", ""))
     if len(controllers) > 1:
         listed = ", ".join(controllers)
-        detail = (
-            f'Only one reference can have Controller set to true. Found "true" in references for {listed}'
-        )
+        detail = f'Only one reference can have Controller set to true. Found "true" in references for {listed}'
         causes.append(invalid(path, references, detail))
     return causes
 

@@ -9,6 +9,8 @@ import sys
 # so that no component depends on another.
 COMPONENTS: dict[str, str] = {
     "apiserver": "apiserver.main",
+    "kubelet": "kubelet_sim.main",
+    "controller-manager": "controllers.manager",
 }
 
 # Commands of the launcher and client themselves: (module, function).
@@ -16,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("skiff.cli.up", "main_up"),
     "down": ("skiff.cli.up", "main_down"),
     "status": ("skiff.cli.up", "main_status"),
+    "pki": ("skiff.cli.pki", "main"),
+    "encryption": ("skiff.cli.encryption", "main"),
 }
 
 USAGE = """usage: skiff <command> [flags]
@@ -25,8 +29,13 @@ Local cluster:
   down          stop the local cluster started with `up --detach`
   status        show the local cluster
 
+Cluster administration:
+  pki           the cluster CA, user and component identities (init, show, user, components, node)
+  encryption    encryption at rest for Secrets (new-config, rewrite)
+
 Components:
-  apiserver     run the API server (HTTPS, SQLite or PostgreSQL)
+  apiserver           run the API server (HTTPS, SQLite or PostgreSQL)
+  controller-manager  run the controllers (namespaces, node IPAM, service accounts, ...)
 
 Run `skiff <command> --help` for a command's flags."""
 

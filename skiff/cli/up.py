@@ -39,6 +39,32 @@ def component_specs(args: argparse.Namespace) -> list[ProcessSpec]:
     return [ProcessSpec("apiserver", "apiserver", apiserver)]
 
 
+def node_name(index: int) -> str:
+    return f"skiff-node-{index}"
+
+
+def node_specs(args: argparse.Namespace) -> list[ProcessSpec]:
+    """One kubelet process per node, so that stopping one is like losing one machine. Each node acts as
+    `system:node:<name>` with the kubeconfig `skiff pki node` wrote under DATA/kubeconfigs/."""
+    data_dir, kubeconfigs = str(args.data_dir), str(args.data_dir / "kubeconfigs")
+    specs = []
+    for index in range(1, args.nodes + 1):
+        name = node_name(index)
+        flags = ["kubelet", "--node-name", name, "--first-node-index", str(index), "--data-dir", data_dir,
+                 "--kubeconfig-dir", kubeconfigs, "--kubelet-port", str(args.kubelet_port)]  # fmt: skip
+        specs.append(ProcessSpec(f"kubelet-{name}", "skiff", flags))
+    return specs
+
+
+def issue_node_identities(args: argparse.Namespace) -> None:
+    """Node kubeconfigs through `skiff pki node` (run as a program: the launcher does not import the API
+    server's PKI code); an existing kubeconfig is kept."""
+    for index in range(1, args.nodes + 1):
+        command = [sys.executable, "-m", "skiff", "pki", "node", node_name(index), "--data-dir", str(args.data_dir),
+                   "--server", f"https://127.0.0.1:{args.port}"]  # fmt: skip
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+
+
 def port_free(bind: str, port: int) -> bool:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -102,6 +128,11 @@ async def run_foreground(args: argparse.Namespace) -> int:
         if not ready:
             print(f"skiff up: the cluster did not become ready; see {args.data_dir / 'logs'}", file=sys.stderr)
             return 1
+        if args.nodes:
+            await asyncio.to_thread(issue_node_identities, args)
+            for spec in node_specs(args):
+                await supervisor.start(spec)
+            write_state(args.data_dir, supervisor, args.port)
         if not args.quiet:
             print_banner(args.data_dir, args.port, started)
             print("\nPress Ctrl-C to stop the cluster.")
@@ -124,6 +155,7 @@ def run_detached(args: argparse.Namespace) -> int:
                "--bind", args.bind, "--quiet"]  # fmt: skip
     if args.database:
         command += ["--database", args.database]
+    command += ["--nodes", str(args.nodes), "--kubelet-port", str(args.kubelet_port)]
     with open(args.data_dir / "logs" / "up.log", "ab") as log_file:
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
@@ -196,6 +228,8 @@ def main_up(argv: list[str]) -> None:
     parser.add_argument("--bind", default="127.0.0.1")
     parser.add_argument("--database", default="", help="PostgreSQL URL; default: SQLite in the data dir")
     parser.add_argument("--detach", action="store_true", help="return once the cluster is ready")
+    parser.add_argument("--nodes", type=int, default=1, help="simulated nodes (one kubelet process each)")
+    parser.add_argument("--kubelet-port", type=int, default=10250, help="kubelet HTTPS port on each node's address")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for readiness")
     parser.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

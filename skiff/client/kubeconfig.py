@@ -179,9 +179,7 @@ def _resolve_context(merged: _Merged, context_name: str) -> ClientConfig:
     context = merged.contexts[context_name]
     cluster_name, user_name = context.get("cluster", ""), context.get("user", "")
     if cluster_name not in merged.clusters:
-        raise KubeconfigError(
-            f'context "{context_name}" names cluster "{cluster_name}", which does not exist'
-        )
+        raise KubeconfigError(f'context "{context_name}" names cluster "{cluster_name}", which does not exist')
     cluster, cluster_base = merged.clusters[cluster_name]
     if not cluster.get("server"):
         raise KubeconfigError(f'cluster "{cluster_name}" has no server')
@@ -230,9 +228,7 @@ def _relative_file(section: dict[str, Any], key: str, base: Path) -> str | None:
 # In-cluster
 
 
-def in_cluster_config(
-    root: Path = SERVICE_ACCOUNT_DIR, environ: Mapping[str, str] | None = None
-) -> ClientConfig:
+def in_cluster_config(root: Path = SERVICE_ACCOUNT_DIR, environ: Mapping[str, str] | None = None) -> ClientConfig:
     """The configuration of a process running in a pod: service host/port from the environment,
     token, CA and namespace from the mounted service-account directory."""
     env = os.environ if environ is None else environ

@@ -382,9 +382,7 @@ class Client:
         dry_run: bool = False,
     ) -> dict[str, Any]:
         """POST `obj`; `resource`/`name`/`subresource` address subresources such as pods/x/binding."""
-        return self.send(
-            self.requests.create(obj, resource, namespace, name, subresource, field_manager, dry_run)
-        )
+        return self.send(self.requests.create(obj, resource, namespace, name, subresource, field_manager, dry_run))
 
     def update(
         self,

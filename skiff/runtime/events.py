@@ -220,9 +220,7 @@ class EventRecorder:
             last_seen=clock,
         )
 
-    def _new_event(
-        self, reference: dict[str, str], event_type: str, reason: str, message: str
-    ) -> dict[str, Any]:
+    def _new_event(self, reference: dict[str, str], event_type: str, reason: str, message: str) -> dict[str, Any]:
         stamp = format_time(now())
         namespace = reference.get("namespace") or _CLUSTER_EVENT_NAMESPACE
         # client-go names events `<object>.<nanosecond timestamp in hex>`: unique and sortable.

@@ -279,11 +279,21 @@ class Informer:
                     raise
                 # The continue token outlived the snapshot it pointed into: take everything at once.
                 page, items = await self._list_page(None, None), []
-            items.extend(page.get("items") or [])
+            items.extend(self._typed(item) for item in page.get("items") or [])
             metadata = page.get("metadata") or {}
             token = metadata.get("continue") or None
             if token is None:
                 return items, str(metadata.get("resourceVersion") or "")
+
+    def _typed(self, item: KubeObject) -> KubeObject:
+        # Kubernetes leaves apiVersion and kind out of list items; handlers (and the event recorder's
+        # involvedObject) need them, as they get them on watched objects.
+        if item.get("kind") and item.get("apiVersion"):
+            return item
+        api_version, kind = (
+            self.resource if isinstance(self.resource, tuple) else (self.resource.api_version, self.resource.kind)
+        )
+        return {"apiVersion": api_version, "kind": kind, **item}
 
     async def _list_page(self, limit: int | None, token: str | None) -> dict[str, Any]:
         return await self.client.list(

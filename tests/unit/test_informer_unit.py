@@ -257,6 +257,16 @@ async def test_a_dropped_connection_rewatches_from_the_last_version_without_list
     assert [call["resource_version"] for call in api.watch_calls] == ["100", "120", "120"]
     assert len(api.list_calls) == 1
     assert api.watches[0].closed
+    # Resuming is silent: nothing is re-announced, only the one real change was.
+    assert recorded.events[5:] == [("update", ("a", "10", "120"))]
+    await informer.stop()
+
+
+async def test_listed_objects_carry_their_kind_even_when_the_list_leaves_it_out(api: FakeApi) -> None:
+    for obj in api.objects.values():
+        del obj["kind"], obj["apiVersion"]
+    informer, _ = await started(api)
+    assert {(o["apiVersion"], o["kind"]) for o in informer.list()} == {("v1", "Pod")}
     await informer.stop()
 
 
@@ -271,9 +281,7 @@ async def test_an_expired_continue_token_falls_back_to_one_full_list(api: FakeAp
 
 
 async def test_selectors_and_namespace_go_to_both_list_and_watch(api: FakeApi) -> None:
-    informer, _ = await started(
-        api, namespace="team-a", label_selector="app=web", field_selector="spec.nodeName=n1"
-    )
+    informer, _ = await started(api, namespace="team-a", label_selector="app=web", field_selector="spec.nodeName=n1")
     assert api.list_calls[0]["namespace"] == "team-a"
     assert api.list_calls[0]["labels"] == "app=web"
     assert api.list_calls[0]["fields"] == "spec.nodeName=n1"

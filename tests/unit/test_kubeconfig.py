@@ -144,9 +144,7 @@ def test_relative_files_resolve_against_the_kubeconfig_directory(
     assert peer_identity(pki, config.ssl_context()) == ("skiff-admin", ["system:masters"])
 
 
-def test_token_file_is_read_and_rotation_is_picked_up(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_token_file_is_read_and_rotation_is_picked_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "token").write_text("first\n")
     document = config_file(
         {"c": {"server": "https://h:1"}},
@@ -193,9 +191,7 @@ def test_certificate_without_key_is_an_error(pki: ClusterPki) -> None:
 # --- merging and contexts
 
 
-def test_kubeconfig_list_merges_with_first_definition_winning(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_kubeconfig_list_merges_with_first_definition_winning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = config_file(
         {"shared": {"server": "https://first:6443"}},
         {"alice": {"token": "alice-token"}},
@@ -221,9 +217,7 @@ def test_kubeconfig_list_merges_with_first_definition_winning(
     assert (lab.server, lab.bearer_token(), lab.namespace) == ("https://lab:6443", "bob-token", "lab-ns")
 
 
-def test_relative_paths_follow_the_file_that_defined_them(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_relative_paths_follow_the_file_that_defined_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "token").write_text("from-b")
@@ -239,9 +233,7 @@ def test_relative_paths_follow_the_file_that_defined_them(
 def test_home_kube_config_is_the_default(tmp_path: Path) -> None:
     kube = tmp_path / "home" / ".kube"
     kube.mkdir(parents=True)
-    write_yaml(
-        kube / "config", config_file({"c": {"server": "https://home:6443"}}, {}, {"x": {"cluster": "c"}}, "x")
-    )
+    write_yaml(kube / "config", config_file({"c": {"server": "https://home:6443"}}, {}, {"x": {"cluster": "c"}}, "x"))
     assert load_kubeconfig().server == "https://home:6443"
 
 
@@ -328,9 +320,7 @@ def test_in_cluster_config_from_a_pod_directory(pki: ClusterPki, tmp_path: Path)
 
 def test_in_cluster_ipv6_host_and_default_namespace(pki: ClusterPki, tmp_path: Path) -> None:
     root = simulated_pod(tmp_path, pki, namespace=None)
-    config = in_cluster_config(
-        root, {"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "6443"}
-    )
+    config = in_cluster_config(root, {"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "6443"})
     assert config.server == "https://[fd00::1]:6443"
     assert config.namespace == "default"
 
@@ -340,6 +330,4 @@ def test_outside_a_cluster_is_a_clear_error(pki: ClusterPki, tmp_path: Path) -> 
     with pytest.raises(KubeconfigError, match="not in a cluster"):
         in_cluster_config(root, {})
     with pytest.raises(KubeconfigError, match="not in a cluster"):
-        in_cluster_config(
-            tmp_path / "nowhere", {"KUBERNETES_SERVICE_HOST": "h", "KUBERNETES_SERVICE_PORT": "1"}
-        )
+        in_cluster_config(tmp_path / "nowhere", {"KUBERNETES_SERVICE_HOST": "h", "KUBERNETES_SERVICE_PORT": "1"})

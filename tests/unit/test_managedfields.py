@@ -146,9 +146,7 @@ def test_status_writes_are_tracked_per_subresource() -> None:
     new = copy.deepcopy(obj)
     new["status"] = {"replicas": 1}
     ignored = reset_fields_for("status", has_status_subresource=True)
-    record_update(
-        new, obj, "deployment-controller", "Update", "apps/v1", T1, lookup, "status", ignored_fields=ignored
-    )
+    record_update(new, obj, "deployment-controller", "Update", "apps/v1", T1, lookup, "status", ignored_fields=ignored)
     entry = entries(new)["deployment-controller/Update"]
     assert entry["subresource"] == "status"
     assert entry["fieldsV1"] == {"f:status": {"f:replicas": {}}}
@@ -189,9 +187,7 @@ def test_apply_does_not_change_the_caller_objects() -> None:
 
 
 def test_apply_removes_a_field_it_no_longer_applies() -> None:
-    first = server_side_apply(
-        None, config(labels={"a": "1", "b": "2"}), "kubectl", False, "apps/v1", T0, lookup
-    )
+    first = server_side_apply(None, config(labels={"a": "1", "b": "2"}), "kubectl", False, "apps/v1", T0, lookup)
     second = server_side_apply(first, config(labels={"a": "1"}), "kubectl", False, "apps/v1", T1, lookup)
     assert second["metadata"]["labels"] == {"a": "1"}
     assert owned(second, "kubectl/Apply") == {"f:metadata": {"f:labels": {"f:a": {}}}}
@@ -295,9 +291,7 @@ def test_apply_merges_containers_by_name() -> None:
 
 
 def test_apply_removes_a_container_it_no_longer_applies() -> None:
-    two = {
-        "template": {"spec": {"containers": [{"name": "web", "image": "a"}, {"name": "log", "image": "b"}]}}
-    }
+    two = {"template": {"spec": {"containers": [{"name": "web", "image": "a"}, {"name": "log", "image": "b"}]}}}
     first = server_side_apply(None, config(two), "kubectl", False, "apps/v1", T0, lookup)
     one = {"template": {"spec": {"containers": [{"name": "web", "image": "a"}]}}}
     second = server_side_apply(first, config(one), "kubectl", False, "apps/v1", T1, lookup)
@@ -305,9 +299,7 @@ def test_apply_removes_a_container_it_no_longer_applies() -> None:
 
 
 def test_given_up_container_stays_while_another_manager_owns_part_of_it() -> None:
-    two = {
-        "template": {"spec": {"containers": [{"name": "web", "image": "a"}, {"name": "log", "image": "b"}]}}
-    }
+    two = {"template": {"spec": {"containers": [{"name": "web", "image": "a"}, {"name": "log", "image": "b"}]}}}
     first = server_side_apply(None, config(two), "kubectl", False, "apps/v1", T0, lookup)
 
     def retag_log(o: dict[str, Any]) -> None:

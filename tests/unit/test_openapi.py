@@ -73,9 +73,7 @@ def test_v3_components_carry_kind_schemas_and_resolve_every_ref() -> None:
     schemas = document["components"]["schemas"]
 
     deployment = schemas["io.k8s.api.apps.v1.Deployment"]
-    assert {"group": "apps", "kind": "Deployment", "version": "v1"} in deployment[
-        "x-kubernetes-group-version-kind"
-    ]
+    assert {"group": "apps", "kind": "Deployment", "version": "v1"} in deployment["x-kubernetes-group-version-kind"]
     strategy = schemas["io.k8s.api.apps.v1.DeploymentSpec"]["properties"]["strategy"]
     assert strategy["allOf"] == [{"$ref": "#/components/schemas/io.k8s.api.apps.v1.DeploymentStrategy"}]
     assert strategy["description"]
@@ -90,9 +88,7 @@ def test_operations_follow_the_verbs_each_resource_serves() -> None:
     assert set(core["/api/v1/namespaces/{namespace}/bindings"]) == {"post", "parameters"}
     assert "delete" not in core["/api/v1/namespaces"]
     assert "post" in core["/api/v1/namespaces/{namespace}/pods/{name}/eviction"]
-    assert core["/api/v1/namespaces/{namespace}/pods/{name}/status"]["patch"][
-        "x-kubernetes-group-version-kind"
-    ] == {
+    assert core["/api/v1/namespaces/{namespace}/pods/{name}/status"]["patch"]["x-kubernetes-group-version-kind"] == {
         "group": "",
         "kind": "Pod",
         "version": "v1",
@@ -149,9 +145,7 @@ def test_v2_protobuf_is_a_gnostic_document() -> None:
     document = dict(read_fields(body))
 
     assert document[1] == b"2.0"
-    path_names = [
-        dict(read_fields(entry))[1].decode() for number, entry in read_fields(document[8]) if number == 2
-    ]
+    path_names = [dict(read_fields(entry))[1].decode() for number, entry in read_fields(document[8]) if number == 2]
     assert "/apis/apps/v1/namespaces/{namespace}/deployments/{name}" in path_names
     definition_names = {dict(read_fields(entry))[1].decode() for _, entry in read_fields(document[9])}
     assert "io.k8s.api.apps.v1.Deployment" in definition_names
@@ -163,8 +157,7 @@ def test_v2_protobuf_carries_the_gvk_extension_as_yaml() -> None:
     item = next(
         dict(read_fields(entry))[2]
         for number, entry in paths
-        if number == 2
-        and dict(read_fields(entry))[1] == b"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
+        if number == 2 and dict(read_fields(entry))[1] == b"/apis/apps/v1/namespaces/{namespace}/deployments/{name}"
     )
     patch = dict(read_fields(item))[8]
     extensions = [dict(read_fields(value)) for number, value in read_fields(patch) if number == 13]

@@ -180,10 +180,7 @@ def test_operations_that_cannot_apply_are_422(op: dict[str, Any]) -> None:
 
 def test_missing_path_message_names_the_path_but_not_the_document() -> None:
     error = _rejected_json_patch([{"op": "remove", "path": "/metadata/labels/missing"}])
-    assert (
-        error.causes[0].message
-        == 'remove operation does not apply: doc is missing path: "/metadata/labels/missing"'
-    )
+    assert error.causes[0].message == 'remove operation does not apply: doc is missing path: "/metadata/labels/missing"'
 
 
 @pytest.mark.parametrize("body", [{"op": "add", "path": "/a", "value": 1}, "[]", None, [1, 2], [["add"]]])
@@ -254,9 +251,7 @@ def test_merge_patch_result_is_independent_of_both_inputs() -> None:
 
 def test_set_image_merges_one_container_by_name() -> None:
     doc = make_deployment()
-    result = smp(
-        doc, {"spec": {"template": {"spec": {"containers": [{"name": "sidecar", "image": "envoy:1.30"}]}}}}
-    )
+    result = smp(doc, {"spec": {"template": {"spec": {"containers": [{"name": "sidecar", "image": "envoy:1.30"}]}}}})
     containers = pod_spec(result)["containers"]
     assert names(containers) == ["app", "sidecar"]
     assert containers[1] == {"name": "sidecar", "image": "envoy:1.30"}
@@ -375,18 +370,12 @@ def test_patch_delete_in_a_list_removes_the_element_by_key() -> None:
 
 
 def test_patch_replace_in_a_list_replaces_the_whole_list() -> None:
-    patch = {
-        "spec": {
-            "template": {"spec": {"containers": [{"name": "only", "image": "x"}, {"$patch": "replace"}]}}
-        }
-    }
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": "only", "image": "x"}, {"$patch": "replace"}]}}}}
     assert pod_spec(smp(make_deployment(), patch))["containers"] == [{"name": "only", "image": "x"}]
 
 
 def test_patch_merge_in_a_list_element_is_an_ordinary_merge() -> None:
-    patch = {
-        "spec": {"template": {"spec": {"containers": [{"name": "app", "image": "n:2", "$patch": "merge"}]}}}
-    }
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "n:2", "$patch": "merge"}]}}}}
     app = pod_spec(smp(make_deployment(), patch))["containers"][0]
     assert app["image"] == "n:2" and app["ports"] and "$patch" not in app
 
@@ -437,9 +426,7 @@ def test_retain_keys_on_a_volume_switches_its_source() -> None:
         "spec": {
             "template": {
                 "spec": {
-                    "volumes": [
-                        {"name": "cache", "$retainKeys": ["name", "hostPath"], "hostPath": {"path": "/c"}}
-                    ]
+                    "volumes": [{"name": "cache", "$retainKeys": ["name", "hostPath"], "hostPath": {"path": "/c"}}]
                 }
             }
         }
@@ -520,11 +507,7 @@ def test_kubectl_apply_patch_removes_a_container_and_reorders() -> None:
 def test_set_element_order_alone_reorders_and_keeps_server_only_elements() -> None:
     doc = make_deployment()
     pod_spec(doc)["containers"].append({"name": "injected", "image": "mesh"})
-    patch = {
-        "spec": {
-            "template": {"spec": {"$setElementOrder/containers": [{"name": "sidecar"}, {"name": "app"}]}}
-        }
-    }
+    patch = {"spec": {"template": {"spec": {"$setElementOrder/containers": [{"name": "sidecar"}, {"name": "app"}]}}}}
     assert names(pod_spec(smp(doc, patch))["containers"]) == ["sidecar", "app", "injected"]
 
 

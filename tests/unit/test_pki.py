@@ -48,9 +48,7 @@ def extended_usages(cert: x509.Certificate) -> list[x509.ObjectIdentifier]:
 # --- TLS handshake helper: a one-shot server that requires a client certificate from the cluster CA.
 
 
-def handshake(
-    pki: ClusterPki, client_context: ssl.SSLContext, server_hostname: str
-) -> tuple[object, bytes | None]:
+def handshake(pki: ClusterPki, client_context: ssl.SSLContext, server_hostname: str) -> tuple[object, bytes | None]:
     """Connect once; returns (server-side result, client cert DER seen by the server or None)."""
     server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     server_context.load_cert_chain(pki.serving_cert, pki.serving_key)
@@ -247,9 +245,7 @@ def test_new_name_reissues_only_the_serving_certificate(tmp_path: Path) -> None:
     after = file_bytes(second)
     changed = {name for name in before if before[name] != after[name]}
     assert changed == {"apiserver.crt", "apiserver.key"}
-    sans = (
-        load_cert(second.serving_cert).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    )
+    sans = load_cert(second.serving_cert).extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert {"new.example", "old.example"} <= set(sans.get_values_for_type(x509.DNSName))
     assert ipaddress.ip_address("192.168.7.7") in sans.get_values_for_type(x509.IPAddress)
     load_cert(second.serving_cert).verify_directly_issued_by(load_cert(second.ca_cert))
@@ -335,9 +331,7 @@ def test_sign_csr_rejects_unknown_usages_and_garbage(pki: ClusterPki) -> None:
     with pytest.raises(ValueError, match="unsupported key usages: world domination"):
         sign_csr(pki, _csr("x", "y"), ["client auth", "world domination"], 10)
     with pytest.raises(ValueError):
-        sign_csr(
-            pki, b"-----BEGIN CERTIFICATE REQUEST-----\nnope\n-----END CERTIFICATE REQUEST-----\n", [], 1
-        )
+        sign_csr(pki, b"-----BEGIN CERTIFICATE REQUEST-----\nnope\n-----END CERTIFICATE REQUEST-----\n", [], 1)
 
 
 def test_write_kubeconfig_with_token_is_private(pki: ClusterPki, tmp_path: Path) -> None:

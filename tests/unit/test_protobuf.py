@@ -162,9 +162,7 @@ def test_auth_whoami() -> None:
 
 
 def test_whoami_v1beta1_is_understood() -> None:
-    raw = msg(1, msg(1, "")) + msg(
-        2, msg(1, msg(1, "alice"), msg(3, "devs"), msg(4, msg(1, "k"), msg(2, msg(1, "v"))))
-    )
+    raw = msg(1, msg(1, "")) + msg(2, msg(1, msg(1, "alice"), msg(3, "devs"), msg(4, msg(1, "k"), msg(2, msg(1, "v")))))
     review = decode_protobuf_object(envelope("authentication.k8s.io/v1beta1", "SelfSubjectReview", raw))
     assert review["apiVersion"] == "authentication.k8s.io/v1beta1"
     assert review["status"]["userInfo"] == {"username": "alice", "groups": ["devs"], "extra": {"k": ["v"]}}

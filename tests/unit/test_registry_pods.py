@@ -88,9 +88,9 @@ def test_new_pods_start_pending_with_a_qos_class() -> None:
     assert guaranteed["spec"]["containers"][0]["resources"]["requests"] == {"cpu": "1", "memory": "1Gi"}
     assert guaranteed["status"]["qosClass"] == "Guaranteed"
     some = {"requests": {"cpu": "100m"}}
-    assert created(make_pod(containers=[{"name": "a", "image": "x", "resources": some}]))["status"][
-        "qosClass"
-    ] == ("Burstable")
+    assert created(make_pod(containers=[{"name": "a", "image": "x", "resources": some}]))["status"]["qosClass"] == (
+        "Burstable"
+    )
 
 
 def test_a_pod_needs_containers() -> None:
@@ -136,9 +136,7 @@ def test_restart_policy_values() -> None:
 
 def test_requests_may_not_exceed_limits() -> None:
     resources = {"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}
-    causes = fields(
-        PODS.validate(created(make_pod(containers=[{"name": "a", "image": "x", "resources": resources}])))
-    )
+    causes = fields(PODS.validate(created(make_pod(containers=[{"name": "a", "image": "x", "resources": resources}]))))
     assert causes == [
         (
             "spec.containers[0].resources.requests",
@@ -149,9 +147,7 @@ def test_requests_may_not_exceed_limits() -> None:
 
 def test_malformed_quantities_are_reported_with_their_key() -> None:
     resources = {"limits": {"memory": "lots"}}
-    causes = PODS.validate(
-        created(make_pod(containers=[{"name": "a", "image": "x", "resources": resources}]))
-    )
+    causes = PODS.validate(created(make_pod(containers=[{"name": "a", "image": "x", "resources": resources}])))
     assert causes[0].field == "spec.containers[0].resources.limits[memory]"
     assert "quantities must match the regular expression" in causes[0].message
 
@@ -188,9 +184,7 @@ def test_pod_updates_may_only_change_images_and_a_few_fields() -> None:
 
 def test_status_updates_keep_the_spec_and_owner_references() -> None:
     old = created(make_pod())
-    old["metadata"]["ownerReferences"] = [
-        {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "1"}
-    ]
+    old["metadata"]["ownerReferences"] = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "uid": "1"}]
     new = copy.deepcopy(old)
     new["spec"]["nodeName"] = "elsewhere"
     new["metadata"]["ownerReferences"] = []

@@ -94,8 +94,7 @@ def test_node_ports_only_for_node_port_services_and_in_range() -> None:
     assert causes == [
         (
             "spec.ports[0].nodePort",
-            "Invalid value: 80: provided port is not in the valid range. "
-            "The range of valid ports is 30000-32767",
+            "Invalid value: 80: provided port is not in the valid range. The range of valid ports is 30000-32767",
         )
     ]
 
@@ -104,8 +103,7 @@ def test_service_type_and_cluster_ip_values() -> None:
     causes = fields(SERVICES.validate(_service(type="Magic", ports=[{"port": 80}])))
     assert causes[0] == (
         "spec.type",
-        'Unsupported value: "Magic": supported values: '
-        '"ClusterIP", "ExternalName", "LoadBalancer", "NodePort"',
+        'Unsupported value: "Magic": supported values: "ClusterIP", "ExternalName", "LoadBalancer", "NodePort"',
     )
     causes = fields(SERVICES.validate(_service(clusterIP="not-an-ip", ports=[{"port": 80}])))
     assert causes == [
@@ -152,9 +150,7 @@ def test_endpoints_row_truncates_after_three() -> None:
 
 def test_endpoint_slices_limit_endpoints_and_address_types() -> None:
     too_many = {"addressType": "IPv4", "endpoints": [{"addresses": ["10.0.0.1"]}] * 1001}
-    assert fields(SLICES.validate(too_many)) == [
-        ("endpoints", "Too many: 1001: must have at most 1000 items")
-    ]
+    assert fields(SLICES.validate(too_many)) == [("endpoints", "Too many: 1001: must have at most 1000 items")]
     assert SLICES.validate({"addressType": "IPX"})[0].reason == "FieldValueNotSupported"
 
 
@@ -298,9 +294,7 @@ def test_claims_need_storage_and_keep_their_spec() -> None:
     assert claim["spec"]["volumeMode"] == "Filesystem"
     assert claim["status"] == {"phase": "Pending"}
     assert PVCS.validate(claim) == []
-    assert ("spec.resources[storage]", "Required value") in fields(
-        PVCS.validate(_pvc(accessModes=["ReadWriteOnce"]))
-    )
+    assert ("spec.resources[storage]", "Required value") in fields(PVCS.validate(_pvc(accessModes=["ReadWriteOnce"])))
     grown = copy.deepcopy(claim)
     grown["spec"]["resources"]["requests"]["storage"] = "2Gi"
     grown["spec"]["volumeName"] = "pv1"
@@ -325,9 +319,7 @@ def test_storage_class_defaults_row_and_updates() -> None:
         "Immediate",
         False,
     ]
-    assert fields(STORAGECLASSES.validate(defaulted(STORAGECLASSES, {}))) == [
-        ("provisioner", "Required value")
-    ]
+    assert fields(STORAGECLASSES.validate(defaulted(STORAGECLASSES, {}))) == [("provisioner", "Required value")]
     changed = {**sc, "parameters": {"type": "ssd"}}
     assert fields(STORAGECLASSES.validate_update(changed, sc)) == [
         ("parameters", "Forbidden: updates to parameters are forbidden.")

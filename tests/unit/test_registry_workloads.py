@@ -71,15 +71,11 @@ def test_selector_is_required_and_not_empty() -> None:
     DEPLOYMENTS.default(deployment)
     assert ("spec.selector", "Required value") in fields(DEPLOYMENTS.validate(deployment))
     deployment["spec"]["selector"] = {}
-    assert any(
-        "empty selector is invalid for deployment" in m for _, m in fields(DEPLOYMENTS.validate(deployment))
-    )
+    assert any("empty selector is invalid for deployment" in m for _, m in fields(DEPLOYMENTS.validate(deployment)))
 
 
 def test_rolling_update_cannot_stall_and_recreate_has_no_rolling_parameters() -> None:
-    deployment = workload(
-        strategy={"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}}
-    )
+    deployment = workload(strategy={"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}})
     DEPLOYMENTS.default(deployment)
     assert fields(DEPLOYMENTS.validate(deployment)) == [
         ("spec.strategy.rollingUpdate.maxUnavailable", "Invalid value: 0: may not be 0 when `maxSurge` is 0")

@@ -157,9 +157,7 @@ def paged_handler(pages: int) -> Handler:
         if index + 1 < pages:
             metadata["continue"] = str(index + 1)
         items = [pod(f"p{index}-{i}") for i in range(2)]
-        return json_response(
-            200, {"apiVersion": "v1", "kind": "PodList", "metadata": metadata, "items": items}
-        )
+        return json_response(200, {"apiVersion": "v1", "kind": "PodList", "metadata": metadata, "items": items})
 
     return handle
 
@@ -240,9 +238,7 @@ def test_update_puts_the_whole_object_by_name() -> None:
 def test_patch_types_send_their_media_types(patch_type: Any, content_type: str) -> None:
     recorder = Recorder()
     body = (
-        [{"op": "replace", "path": "/spec/replicas", "value": 3}]
-        if patch_type == "json"
-        else {"spec": {"replicas": 3}}
+        [{"op": "replace", "path": "/spec/replicas", "value": 3}] if patch_type == "json" else {"spec": {"replicas": 3}}
     )
     with client_for(recorder) as client:
         client.patch(DEPLOYMENT, "api", body, patch_type=patch_type)
@@ -321,9 +317,7 @@ def test_invalid_errors_keep_their_causes() -> None:
             "name": "api",
             "group": "apps",
             "kind": "Deployment",
-            "causes": [
-                {"reason": "FieldValueInvalid", "message": "Invalid value: -1", "field": "spec.replicas"}
-            ],
+            "causes": [{"reason": "FieldValueInvalid", "message": "Invalid value: -1", "field": "spec.replicas"}],
         },
         "code": 422,
     }
@@ -526,9 +520,7 @@ async def test_async_watch_over_tls(tls_server: tuple[ClusterPki, str]) -> None:
     assert events == ["ADDED", "MODIFIED", "BOOKMARK"]
 
 
-def test_client_refuses_a_server_signed_by_an_unknown_ca(
-    tls_server: tuple[ClusterPki, str], tmp_path: Path
-) -> None:
+def test_client_refuses_a_server_signed_by_an_unknown_ca(tls_server: tuple[ClusterPki, str], tmp_path: Path) -> None:
     pki, url = tls_server
     stranger = ensure_cluster_pki(tmp_path, url)
     config = load_kubeconfig(str(pki.admin_kubeconfig))

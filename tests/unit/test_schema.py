@@ -182,9 +182,7 @@ def test_every_reference_resolves() -> None:
             return [ref for item in node for ref in refs(item)]
         return []
 
-    missing = {
-        ref for definition in definitions.values() for ref in refs(definition) if ref not in definitions
-    }
+    missing = {ref for definition in definitions.values() for ref in refs(definition) if ref not in definitions}
     assert missing == set()
 
 
@@ -194,9 +192,7 @@ def test_special_types_are_typed_as_kubernetes_publishes_them() -> None:
     limits = definitions["io.k8s.api.core.v1.ResourceRequirements"]["properties"]["limits"]
 
     assert rolling["maxSurge"]["$ref"] == "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
-    assert (
-        definitions["io.k8s.apimachinery.pkg.util.intstr.IntOrString"]["x-kubernetes-int-or-string"] is True
-    )
+    assert definitions["io.k8s.apimachinery.pkg.util.intstr.IntOrString"]["x-kubernetes-int-or-string"] is True
     assert limits["additionalProperties"] == {"$ref": "io.k8s.apimachinery.pkg.api.resource.Quantity"}
     assert definitions["io.k8s.api.core.v1.PodSpec"]["required"] == ["containers"]
 
@@ -260,9 +256,7 @@ def test_bodies_without_duplicates_or_not_json_report_nothing() -> None:
         (("apps", "v1", "Deployment"), ("spec", "no", "such", "field"), (None, None)),
     ],
 )
-def test_patch_meta(
-    kind: tuple[str, str, str], path: tuple[str, ...], expected: tuple[str | None, str | None]
-) -> None:
+def test_patch_meta(kind: tuple[str, str, str], path: tuple[str, ...], expected: tuple[str | None, str | None]) -> None:
     assert schema.patch_meta_for(*kind)(path) == expected
 
 
@@ -321,8 +315,6 @@ def test_preserve_unknown_fields_keeps_any_key_but_checks_known_ones() -> None:
     schema.register_definitions({"com.example.v1.Widget": widget_definition(preserve=True)})
     try:
         widget = {"spec": {"free": {"form": 1}, "items": [{"name": "a", "typo": 2}]}}
-        assert schema.unknown_fields("example.com", "v1", "Widget", copy.deepcopy(widget)) == [
-            "spec.items[0].typo"
-        ]
+        assert schema.unknown_fields("example.com", "v1", "Widget", copy.deepcopy(widget)) == ["spec.items[0].typo"]
     finally:
         schema.unregister_kind("example.com", "v1", "Widget")

@@ -113,9 +113,7 @@ def test_syntax_errors_are_400_with_kube_messages(text: str, message: str) -> No
 
 def test_invalid_key_is_rejected_with_the_validation_message() -> None:
     message = _parse_error("-app=web").message
-    assert message.startswith(
-        'unable to parse requirement: <nil>: Invalid value: "-app": name part must consist'
-    )
+    assert message.startswith('unable to parse requirement: <nil>: Invalid value: "-app": name part must consist')
     assert "regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]'" in message
 
 
@@ -170,10 +168,7 @@ def test_nil_selector_selects_nothing_and_empty_selects_everything() -> None:
 
 
 def test_selector_to_string_is_what_scale_status_and_kubectl_show() -> None:
-    assert (
-        selector_to_string(DEPLOYMENT_SELECTOR)
-        == "app=web,!canary,env,tier in (cache,frontend),zone notin (eu)"
-    )
+    assert selector_to_string(DEPLOYMENT_SELECTOR) == "app=web,!canary,env,tier in (cache,frontend),zone notin (eu)"
     assert selector_to_string({"matchLabels": {"tier": "b", "app": "web"}}) == "app=web,tier=b"
     # The printed form parses back into an equivalent selector.
     assert parse_label_selector(selector_to_string(DEPLOYMENT_SELECTOR)).matches(WEB_POD)

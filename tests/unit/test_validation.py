@@ -74,9 +74,7 @@ def test_owner_references_need_their_identity_and_a_single_controller() -> None:
     owner = {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web", "uid": "1", "controller": True}
     causes = v.validate_metadata(_pod(name="web", ownerReferences=[owner, {**owner, "name": "other"}]), PODS)
     assert any("Only one reference can have Controller set to true" in c.message for c in causes)
-    causes = v.validate_metadata(
-        _pod(name="web", ownerReferences=[{"apiVersion": "v1", "kind": "Node"}]), PODS
-    )
+    causes = v.validate_metadata(_pod(name="web", ownerReferences=[{"apiVersion": "v1", "kind": "Node"}]), PODS)
     assert {c.field for c in causes} == {"metadata.ownerReferences.name", "metadata.ownerReferences.uid"}
 
 

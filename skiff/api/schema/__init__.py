@@ -2,6 +2,8 @@
 
 - `definition_for` gives a kind's OpenAPI schema object (refs as bare definition names);
 - `unknown_fields` lists fields a schema does not know, as strict field validation reports them;
+- `prune_unknown_fields` drops them and can also report values of the wrong JSON type, both as decoding
+  into a typed object would;
 - `duplicate_fields` lists keys repeated in a JSON body;
 - `patch_meta_for` gives strategic-merge-patch metadata (patch strategy, merge key) by field path;
 - `register_definitions` / `unregister_kind` let custom resources add kinds at run time.
@@ -17,7 +19,7 @@ from typing import Any
 from skiff.api.patchmeta import PatchMetaLookup, no_patch_meta
 from skiff.api.schema.duplicates import duplicate_fields
 from skiff.api.schema.store import STORE, Schema
-from skiff.api.schema.walk import Compiler, KindPatchMeta, unknown_paths
+from skiff.api.schema.walk import Compiler, KindPatchMeta, json_type_name, unknown_paths
 
 __all__ = [
     "all_definitions",
@@ -28,6 +30,7 @@ __all__ = [
     "patch_meta_for",
     "register_definitions",
     "schema_generation",
+    "type_error_message",
     "unknown_fields",
     "unregister_kind",
 ]
@@ -86,15 +89,28 @@ def unknown_fields(group: str, version: str, kind: str, obj: dict[str, Any]) -> 
     return found
 
 
-def prune_unknown_fields(group: str, version: str, kind: str, obj: dict[str, Any]) -> list[str]:
+def prune_unknown_fields(
+    group: str,
+    version: str,
+    kind: str,
+    obj: dict[str, Any],
+    mistyped: list[tuple[str, Any, str]] | None = None,
+) -> list[str]:
     """Remove the fields the kind's schema does not know, as decoding into a typed object would;
-    returns their paths."""
+    returns their paths. With mistyped, also append (path, value, expected schema type) for every value
+    of the wrong JSON type (a string where an integer belongs), which decoding would refuse."""
     name = STORE.name_for(group, version, kind)
     if name is None:
         return []
     found: list[str] = []
-    unknown_paths(_COMPILED.compiler.for_definition(name), obj, "", found, prune=True)
+    unknown_paths(_COMPILED.compiler.for_definition(name), obj, "", found, prune=True, mistyped=mistyped)
     return found
+
+
+def type_error_message(path: str, value: Any, expected: str) -> str:
+    """How a decoder words a value of the wrong type, e.g.
+    `cannot unmarshal string into field spec.replicas of type integer`."""
+    return f"cannot unmarshal {json_type_name(value)} into field {path} of type {expected}"
 
 
 def register_definitions(definitions: Mapping[str, Schema]) -> None:

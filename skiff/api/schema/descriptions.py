@@ -29,8 +29,7 @@ _KIND_DESCRIPTIONS: dict[str, str] = {
     "Deployment": "A Deployment declares a desired state for a set of identical pods and rolls ReplicaSets "
     "forward (or back) to reach it.",
     "ReplicaSet": "A ReplicaSet keeps a given number of pods matching its selector running.",
-    "StatefulSet": "A StatefulSet runs pods with stable names and per-pod storage, started and updated in "
-    "order.",
+    "StatefulSet": "A StatefulSet runs pods with stable names and per-pod storage, started and updated in order.",
     "DaemonSet": "A DaemonSet runs one copy of a pod on each eligible node.",
     "ControllerRevision": "A ControllerRevision stores an immutable snapshot of a controller's state, used "
     "for rollbacks.",
@@ -49,18 +48,15 @@ _KIND_DESCRIPTIONS: dict[str, str] = {
     "PodDisruptionBudget": "A PodDisruptionBudget limits how many pods of a set voluntary disruptions "
     "may take down at once.",
     "Role": "A Role grants a set of permissions within one namespace.",
-    "RoleBinding": "A RoleBinding grants the permissions of a Role or ClusterRole to subjects within a "
-    "namespace.",
-    "ClusterRole": "A ClusterRole grants a set of permissions cluster-wide or, through a RoleBinding, in a "
-    "namespace.",
+    "RoleBinding": "A RoleBinding grants the permissions of a Role or ClusterRole to subjects within a namespace.",
+    "ClusterRole": "A ClusterRole grants a set of permissions cluster-wide or, through a RoleBinding, in a namespace.",
     "ClusterRoleBinding": "A ClusterRoleBinding grants the permissions of a ClusterRole to subjects across "
     "the cluster.",
     "PriorityClass": "A PriorityClass maps a name to a scheduling priority for pods.",
     "Lease": "A Lease is a lightweight lock used for leader election and node heartbeats.",
     "CertificateSigningRequest": "A CertificateSigningRequest asks for an X.509 certificate to be signed "
     "by a named signer.",
-    "Scale": "Scale is the replica count of a scalable resource, read and written through its scale "
-    "subresource.",
+    "Scale": "Scale is the replica count of a scalable resource, read and written through its scale subresource.",
     "Status": "Status reports the outcome of an operation that returns no object, such as an error.",
 }
 
@@ -74,8 +70,7 @@ _FIELD_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "strategy": "How existing pods are replaced by new ones when the template changes.",
         "minReadySeconds": "How long a new pod must stay ready, without crashing, before it counts as "
         "available. Defaults to 0.",
-        "revisionHistoryLimit": "How many old ReplicaSets to keep so that a rollout can be undone. "
-        "Defaults to 10.",
+        "revisionHistoryLimit": "How many old ReplicaSets to keep so that a rollout can be undone. Defaults to 10.",
         "paused": "When true, template changes do not start a rollout until the Deployment is resumed.",
         "progressDeadlineSeconds": "How long a rollout may go without progress before the Deployment "
         "reports ProgressDeadlineExceeded. Defaults to 600.",
@@ -106,8 +101,7 @@ _FIELD_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "for optimistic concurrency.",
         "generation": "A counter the server increments when the desired state (spec) changes.",
         "creationTimestamp": "When the server created the object (RFC 3339, UTC).",
-        "deletionTimestamp": "When deletion was requested; the object goes away once its finalizers are "
-        "removed.",
+        "deletionTimestamp": "When deletion was requested; the object goes away once its finalizers are removed.",
         "deletionGracePeriodSeconds": "How many seconds the object has to shut down gracefully after "
         "deletion was requested.",
         "labels": "Key-value pairs used to organise and select objects.",
@@ -120,8 +114,7 @@ _FIELD_DESCRIPTIONS: dict[str, dict[str, str]] = {
     "PodSpec": {
         "": "The desired state of a pod.",
         "volumes": "Volumes that the pod's containers can mount.",
-        "initContainers": "Containers that run to completion, one after another, before the regular "
-        "containers start.",
+        "initContainers": "Containers that run to completion, one after another, before the regular containers start.",
         "containers": "The containers of the pod. At least one is required.",
         "ephemeralContainers": "Temporary containers added to a running pod for debugging.",
         "restartPolicy": "When containers are restarted: Always (default), OnFailure or Never.",
@@ -153,8 +146,7 @@ _FIELD_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "dnsConfig": "DNS settings merged into what dnsPolicy produces.",
         "readinessGates": "Extra conditions that must be true before the pod counts as ready.",
         "runtimeClassName": "The RuntimeClass used to run the pod.",
-        "enableServiceLinks": "Whether environment variables describing Services are injected. "
-        "Defaults to true.",
+        "enableServiceLinks": "Whether environment variables describing Services are injected. Defaults to true.",
         "preemptionPolicy": "Whether this pod may preempt lower-priority pods: PreemptLowerPriority "
         "(default) or Never.",
         "overhead": "Resources the pod's sandbox uses on top of its containers.",
@@ -230,8 +222,7 @@ _FIELD_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "protocol": "TCP (default), UDP or SCTP.",
         "appProtocol": "The application protocol spoken on the port, as a hint for implementations.",
         "port": "The port the Service listens on.",
-        "targetPort": "The pod port traffic is sent to, by number or by container port name. Defaults to "
-        "port.",
+        "targetPort": "The pod port traffic is sent to, by number or by container port name. Defaults to port.",
         "nodePort": "For NodePort and LoadBalancer Services: the port opened on every node.",
     },
     "ConfigMap": {

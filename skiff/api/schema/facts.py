@@ -47,9 +47,7 @@ LIST_FACTS: dict[tuple[str, str], ListFacts] = {
     ("Container", "env"): _BY_NAME,
     ("Container", "volumeMounts"): _merge_map("mountPath"),
     ("Container", "volumeDevices"): _merge_map("devicePath"),
-    ("EphemeralContainer", "ports"): ListFacts(
-        "merge", "containerPort", "map", ("containerPort", "protocol")
-    ),
+    ("EphemeralContainer", "ports"): ListFacts("merge", "containerPort", "map", ("containerPort", "protocol")),
     ("EphemeralContainer", "env"): _BY_NAME,
     ("EphemeralContainer", "volumeMounts"): _merge_map("mountPath"),
     ("EphemeralContainer", "volumeDevices"): _merge_map("devicePath"),
@@ -161,6 +159,7 @@ GROUP_PACKAGES: dict[str, str] = {
     "autoscaling": "autoscaling",
     "policy": "policy",
     "authentication.k8s.io": "authentication",
+    "authorization.k8s.io": "authorization",
     "storage.k8s.io": "storage",
     "discovery.k8s.io": "discovery",
     "networking.k8s.io": "networking",

@@ -23,14 +23,11 @@ from skiff.api.schema import descriptions, facts
 
 OUTPUT = Path(__file__).with_name("definitions.json")
 
-_CLASS_PREFIX = re.compile(
-    r"^(Core|Events|Storage|Discovery|Rbac|Authentication|Apiextensions)?(V\d\w*?)(?=[A-Z])"
-)
+_CLASS_PREFIX = re.compile(r"^(Core|Events|Storage|Discovery|Rbac|Authentication|Apiextensions)?(V\d\w*?)(?=[A-Z])")
 _LIST_TYPE = re.compile(r"^List\[(.+)\]$")
 _DICT_TYPE = re.compile(r"^Dict\[str, (.+)\]$")
 _GENERIC_TOP_FIELDS = {
-    "apiVersion": "The versioned schema of this object, as group/version (just the version for the core "
-    "group).",
+    "apiVersion": "The versioned schema of this object, as group/version (just the version for the core group).",
     "kind": "The type of this object, in CamelCase.",
     "metadata": "Standard object metadata.",
 }
@@ -73,6 +70,9 @@ def class_for(group: str, version: str, kind: str) -> type:
     """The client model class of a served kind."""
     if kind == "Event":
         return getattr(client_models, "CoreV1Event" if group == "" else "EventsV1Event")
+    if kind == "SelfSubjectReview":
+        # v1beta1 and v1alpha1 have v1's shape; the client models only v1.
+        return client_models.V1SelfSubjectReview
     return getattr(client_models, version.capitalize() + kind)
 
 
@@ -262,9 +262,7 @@ def build() -> dict[str, Any]:
 
 def write(definitions: dict[str, Any]) -> None:
     # One definition per line keeps diffs readable when the client is upgraded.
-    lines = [
-        f"{json.dumps(name)}: {json.dumps(schema, sort_keys=True)}" for name, schema in definitions.items()
-    ]
+    lines = [f"{json.dumps(name)}: {json.dumps(schema, sort_keys=True)}" for name, schema in definitions.items()]
     OUTPUT.write_text("{\n" + ",\n".join(lines) + "\n}\n")
 
 

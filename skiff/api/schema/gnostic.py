@@ -102,8 +102,7 @@ def encode_schema(schema: dict[str, Any]) -> bytes:
 
 def _named_schemas(number: int, schemas: dict[str, dict[str, Any]]) -> bytes:
     return b"".join(
-        _message(number, _string(1, name) + _message(2, encode_schema(schema)))
-        for name, schema in schemas.items()
+        _message(number, _string(1, name) + _message(2, encode_schema(schema))) for name, schema in schemas.items()
     )
 
 
@@ -161,11 +160,7 @@ _PATH_ITEM_FIELDS = {"get": 2, "put": 3, "post": 4, "delete": 5, "options": 6, "
 
 
 def _path_item(item: dict[str, Any]) -> bytes:
-    out = [
-        _message(number, _operation(item[method]))
-        for method, number in _PATH_ITEM_FIELDS.items()
-        if method in item
-    ]
+    out = [_message(number, _operation(item[method])) for method, number in _PATH_ITEM_FIELDS.items() if method in item]
     out.extend(_message(9, _parameter(param)) for param in item.get("parameters", ()))
     out.append(_extensions(10, item))
     return b"".join(out)
@@ -189,8 +184,7 @@ def _security(requirements: list[dict[str, list[str]]]) -> bytes:
     out = []
     for requirement in requirements:
         named = b"".join(
-            _message(1, _string(1, name) + _message(2, _strings(1, scopes)))
-            for name, scopes in requirement.items()
+            _message(1, _string(1, name) + _message(2, _strings(1, scopes))) for name, scopes in requirement.items()
         )
         out.append(_message(12, named))
     return b"".join(out)

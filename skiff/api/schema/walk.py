@@ -1,4 +1,5 @@
-"""Compiled views of the schemas for the hot paths: unknown-field detection and patch metadata.
+"""Compiled views of the schemas for the hot paths: decoding checks (unknown fields, wrong JSON types)
+and patch metadata.
 
 A schema is compiled once into `Node`s that answer "which properties exist", "what do list items and
 map values look like" and "how does each property merge" with plain dict lookups. References are
@@ -15,11 +16,23 @@ from skiff.api.schema.store import Schema
 
 NO_META: PatchMeta = (None, None)
 
+# The JSON values each schema type accepts (bool is checked apart: in Python it is an int).
+_ACCEPTED: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "object": (dict,),
+    "array": (list,),
+}
+# Definitions whose JSON form is looser than their declared type: a quantity may be written as a number.
+_LOOSER: dict[str, tuple[type, ...]] = {"io.k8s.apimachinery.pkg.api.resource.Quantity": (str, int, float)}
+
 
 class Node:
     """One compiled schema: an object with known properties, a map, a list, or anything."""
 
-    __slots__ = ("items", "meta", "open", "properties", "values")
+    __slots__ = ("accepts", "items", "meta", "open", "properties", "type_name", "values")
 
     def __init__(self) -> None:
         self.properties: dict[str, Node] | None = None
@@ -28,6 +41,9 @@ class Node:
         self.values: Node | None = None
         # True when any key is accepted (preserve-unknown-fields, or an object without a structure).
         self.open = False
+        # The JSON value types this schema accepts (None: any), and its type as the schema names it.
+        self.accepts: tuple[type, ...] | None = None
+        self.type_name = ""
 
 
 class Compiler:
@@ -53,6 +69,8 @@ class Compiler:
             outermost = not self._building
             node = self._building[name] = Node()
             self._fill(node, self._definitions.get(name) or {})
+            if name in _LOOSER:
+                node.accepts = _LOOSER[name]
             if outermost:
                 self._by_name.update(self._building)
                 self._building.clear()
@@ -72,7 +90,13 @@ class Compiler:
             referenced = self.for_definition(target)
             node.properties, node.meta = referenced.properties, referenced.meta
             node.items, node.values, node.open = referenced.items, referenced.values, referenced.open
+            node.accepts, node.type_name = referenced.accepts, referenced.type_name
             return
+        schema_type = schema.get("type")
+        if schema.get("x-kubernetes-int-or-string"):
+            node.accepts, node.type_name = (int, str), "int-or-string"
+        elif isinstance(schema_type, str) and schema_type in _ACCEPTED:
+            node.accepts, node.type_name = _ACCEPTED[schema_type], schema_type
         if schema.get("x-kubernetes-preserve-unknown-fields"):
             node.open = True
         properties = schema.get("properties")
@@ -108,24 +132,64 @@ def _patch_meta(prop: Schema) -> PatchMeta | None:
     return (strategy, key)
 
 
-def unknown_paths(node: Node, value: Any, path: str, found: list[str], prune: bool = False) -> None:
-    """Append to found the path of every key in value that node does not know; drop them if prune."""
+def json_type_name(value: Any) -> str:
+    """A JSON value's type in the words of Go's JSON decoder ("string", "number", "bool", ...)."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
     if isinstance(value, dict):
-        _unknown_in_object(node, value, path, found, prune)
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    return "string"
+
+
+def _wrong_type(node: Node, value: Any) -> bool:
+    accepts = node.accepts
+    if accepts is None or value is None:  # null decodes to the zero value of any type
+        return False
+    if isinstance(value, bool):
+        return bool not in accepts
+    return not isinstance(value, accepts)
+
+
+def unknown_paths(
+    node: Node,
+    value: Any,
+    path: str,
+    found: list[str],
+    prune: bool = False,
+    mistyped: list[tuple[str, Any, str]] | None = None,
+) -> None:
+    """Append to found the path of every key in value that node does not know; drop them if prune.
+    With mistyped, also append (path, value, expected type) for every value of the wrong JSON type."""
+    if mistyped is not None and _wrong_type(node, value):
+        mistyped.append((path, value, node.type_name))
+        return
+    if isinstance(value, dict):
+        _unknown_in_object(node, value, path, found, prune, mistyped)
     elif isinstance(value, list) and node.items is not None:
         for index, item in enumerate(value):
-            unknown_paths(node.items, item, f"{path}[{index}]", found, prune)
+            unknown_paths(node.items, item, f"{path}[{index}]", found, prune, mistyped)
 
 
-def _unknown_in_object(node: Node, value: dict[str, Any], path: str, found: list[str], prune: bool) -> None:
+def _unknown_in_object(
+    node: Node,
+    value: dict[str, Any],
+    path: str,
+    found: list[str],
+    prune: bool,
+    mistyped: list[tuple[str, Any, str]] | None,
+) -> None:
     properties = node.properties
     unknown: list[str] = []
     for key, child in value.items():
         child_path = f"{path}.{key}" if path else key
         if properties is not None and key in properties:
-            unknown_paths(properties[key], child, child_path, found, prune)
+            unknown_paths(properties[key], child, child_path, found, prune, mistyped)
         elif node.values is not None:
-            unknown_paths(node.values, child, child_path, found, prune)
+            unknown_paths(node.values, child, child_path, found, prune, mistyped)
         elif not node.open and properties is not None:
             found.append(child_path)
             unknown.append(key)

@@ -1,0 +1,3 @@
+module skiff/bench/loadgen
+
+go 1.22

@@ -1,0 +1,3 @@
+from kubelet_sim.main import main
+
+main()
