@@ -29,6 +29,7 @@ from apiserver.http.openapi_routes import serve_openapi
 from apiserver.http.podlogs import install_pod_logs
 from apiserver.http.reviews import install_reviews
 from apiserver.http.server_state import ServerState
+from apiserver.http.subresources import handle_legacy_binding
 from apiserver.http.tls import CertificateHttpProtocol
 from apiserver.http.tokenrequest import install_identity
 from apiserver.metrics import Metrics
@@ -198,6 +199,7 @@ async def build_state(config: ServerConfig, resources: ResourceTable = BUILTINS)
     install_identity(state)
     install_reviews(state)
     install_pod_logs(state)
+    state.extra_resources[("", "bindings")] = handle_legacy_binding
     await install_authorization(state)
     store.write_latency = metrics.storage_write.observe
     tailer = None

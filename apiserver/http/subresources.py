@@ -155,3 +155,12 @@ def unsupported_subresource(ctx: RequestContext) -> ApiError:
         "MethodNotAllowed" if ctx.resource.has_subresource(ctx.info.subresource) else "NotFound",
         f"the server does not allow this method on the requested resource ({ctx.info.resource}/{ctx.info.subresource})",
     )
+
+
+async def handle_legacy_binding(ctx: RequestContext) -> Response:
+    """POST /namespaces/{ns}/bindings: the older form of pods/{name}/binding, naming the pod in the body."""
+    pods = ctx.state.resources.by_path("", "v1", "pods")
+    assert pods is not None
+    ctx.resource, ctx.strategy = pods, ctx.state.strategy(pods)
+    ctx.info.resource, ctx.info.subresource = "pods", "binding"
+    return await handle_binding(ctx, None)

@@ -79,7 +79,9 @@ def validate(ctx: RequestContext, obj: Obj, old: Obj | None) -> None:
     strategy = ctx.strategy
     causes = strategy.validate_metadata(obj)
     causes += strategy.validate(obj)
-    if old is not None:
+    # A binding is the one sanctioned change to a pod's spec.nodeName; it skips the update rules that
+    # would otherwise freeze the pod spec.
+    if old is not None and ctx.info.subresource != "binding":
         causes += strategy.validate_update(obj, old)
     if causes:
         name = obj.get("metadata", {}).get("name", "")
@@ -209,7 +211,7 @@ async def write_update(
     carry_update_metadata(new, old)
     if subresource == "status":
         strategy.prepare_for_status_update(new, old)
-    else:
+    elif subresource != "binding":  # a binding sets spec.nodeName and the PodScheduled condition together
         strategy.prepare_for_update(new, old)
     strategy.default(new)
     if subresource != "status" and strategy.generation_changed(new, old):

@@ -425,3 +425,27 @@ def test_metrics_count_requests(http: httpx.Client) -> None:
     text = http.get("/metrics").text
     assert "apiserver_request_total" in text
     assert 'verb="create"' in text
+
+
+def test_binding_assigns_a_node_once(http: httpx.Client, ns: str) -> None:
+    path = PODS.format(ns=ns)
+    http.post(path, json=pod("bound"))
+    binding = {
+        "apiVersion": "v1",
+        "kind": "Binding",
+        "metadata": {"name": "bound"},
+        "target": {"kind": "Node", "name": "n1"},
+    }
+    response = http.post(f"{path}/bound/binding", json=binding)
+    assert response.status_code == 201, response.text
+    bound = http.get(f"{path}/bound").json()
+    assert bound["spec"]["nodeName"] == "n1"
+    scheduled = [c for c in bound["status"]["conditions"] if c["type"] == "PodScheduled"]
+    assert scheduled and scheduled[0]["status"] == "True"
+    again = http.post(f"{path}/bound/binding", json={**binding, "target": {"kind": "Node", "name": "n2"}})
+    assert again.status_code == 409
+    assert http.get(f"{path}/bound").json()["spec"]["nodeName"] == "n1"
+    http.post(path, json=pod("legacy"))
+    legacy = http.post(f"/api/v1/namespaces/{ns}/bindings", json={**binding, "metadata": {"name": "legacy"}})
+    assert legacy.status_code == 201, legacy.text
+    assert http.get(f"{path}/legacy").json()["spec"]["nodeName"] == "n1"

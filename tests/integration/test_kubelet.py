@@ -236,6 +236,22 @@ def test_readiness_probe_and_ready_after(api: httpx.Client, namespace: str, kube
     )
 
 
+def test_failing_liveness_probe_restarts_the_container(
+    api: httpx.Client, namespace: str, kubelet: KubeletProcess
+) -> None:
+    pod = make_pod("unhealthy", NODES[2], {"sim.skiff.dev/liveness-fail-after": "2s"})
+    pod["spec"]["containers"][0]["livenessProbe"] = {
+        "tcpSocket": {"port": 80},
+        "periodSeconds": 1,
+        "failureThreshold": 2,
+    }
+    create(api, namespace, pod)
+    restarted = pod_where(api, namespace, "unhealthy", lambda p: main_status(p).get("restartCount", 0) >= 1, timeout=40)
+    assert main_status(restarted)["lastState"]["terminated"]["finishedAt"]
+    assert has_event(api, namespace, "unhealthy", "Killing", "Container main failed liveness probe, will be restarted")
+    assert has_event(api, namespace, "unhealthy", "Unhealthy", "Liveness probe failed: dial tcp")
+
+
 def test_crash_loop_backs_off_with_growing_restart_count(
     api: httpx.Client, namespace: str, kubelet: KubeletProcess
 ) -> None:

@@ -25,6 +25,10 @@ from apiserver.watch.tailer import ChangeTailer
 from tests.support import REPO_ROOT, ApiServer, free_port
 
 CONFIGMAPS = "/api/v1/namespaces/{ns}/configmaps"
+# The watch tests account for every acknowledged write, deletes included, by the resourceVersion it was
+# answered with. A DELETE of a configmap answers a success Status without one (as kube-apiserver does); a
+# DELETE of a serviceaccount answers the deleted object at the resourceVersion of its deletion.
+SERVICEACCOUNTS = "/api/v1/namespaces/{ns}/serviceaccounts"
 WRITERS = 8
 OPS_PER_WRITER = 40
 
@@ -52,6 +56,10 @@ def servers(shared_database: str, tmp_path_factory: pytest.TempPathFactory) -> I
 
 def configmap(name: str, **data: str) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
+
+
+def serviceaccount(name: str, **annotations: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "annotations": annotations}}
 
 
 def rv_of(obj: dict[str, Any]) -> int:
@@ -118,7 +126,7 @@ async def writer(server: ApiServer, path: str, index: int, acknowledged: list[tu
             choice = rng.random()
             if choice < 0.4 or not own:
                 name = f"w{index}-{step}"
-                response = await client.post(path, json=configmap(name, step=str(step)))
+                response = await client.post(path, json=serviceaccount(name, step=str(step)))
                 verb = "POST"
                 if response.status_code == 201:
                     own.append(name)
@@ -126,7 +134,7 @@ async def writer(server: ApiServer, path: str, index: int, acknowledged: list[tu
                 name = rng.choice(own)
                 current = await client.get(f"{path}/{name}")
                 body = current.json()
-                body["data"] = {"step": str(step)}
+                body["metadata"]["annotations"] = {"step": str(step)}
                 response = await client.put(f"{path}/{name}", json=body)  # carries its resourceVersion
                 verb = "PUT"
             elif choice < 0.75:
@@ -139,15 +147,17 @@ async def writer(server: ApiServer, path: str, index: int, acknowledged: list[tu
                 name = f"shared-{rng.randrange(3)}"
                 current = await client.get(f"{path}/{name}")
                 if current.status_code == 404:
-                    response = await client.post(path, json=configmap(name))
+                    response = await client.post(path, json=serviceaccount(name))
                     verb = "POST"
                 else:
                     body = current.json()
-                    body["data"] = {"by": str(index), "step": str(step)}
+                    body["metadata"]["annotations"] = {"by": str(index), "step": str(step)}
                     response = await client.put(f"{path}/{name}", json=body)
                     verb = "PUT"
             assert response.status_code in (200, 201, 404, 409), response.text
             if response.status_code in (200, 201):
+                # Each acknowledged write answers the object as written, a deleted one included.
+                assert response.json()["kind"] == "ServiceAccount", response.text
                 acknowledged.append((verbs[verb], name, rv_of(response.json())))
 
 
@@ -156,7 +166,7 @@ def test_concurrent_writers_on_two_servers_reach_both_watchers_exactly_once_in_o
 ) -> None:
     a, b = servers
     ns = new_namespace(a)
-    path = CONFIGMAPS.format(ns=ns)
+    path = SERVICEACCOUNTS.format(ns=ns)
     with b.client(timeout=30) as client:
         start_rv = rv_of(client.get(path).json())
 
@@ -216,20 +226,23 @@ def test_a_watch_on_one_server_from_a_version_written_through_the_other_misses_n
 ) -> None:
     a, b = servers
     ns = new_namespace(a)
-    path = CONFIGMAPS.format(ns=ns)
+    path = SERVICEACCOUNTS.format(ns=ns)
 
     async def scenario() -> tuple[list[tuple[str, str, int]], list[tuple[str, str, int]]]:
         written: list[tuple[str, str, int]] = []
         async with a.async_client(timeout=30) as via_a, b.async_client(timeout=30) as via_b:
-            before = await via_a.post(path, json=configmap("before"))
+            before = await via_a.post(path, json=serviceaccount("before"))
+            assert before.status_code == 201, before.text
             log = WatchLog()
             # Opened on B right away, with a version B may not have read from the log yet.
             task = asyncio.create_task(follow(b, path, rv_of(before.json()), log))
             for i in range(10):
                 client = via_a if i % 2 == 0 else via_b
-                response = await client.post(path, json=configmap(f"after-{i}"))
+                response = await client.post(path, json=serviceaccount(f"after-{i}"))
+                assert response.status_code == 201, response.text
                 written.append(("ADDED", f"after-{i}", rv_of(response.json())))
             response = await via_a.delete(f"{path}/before")
+            assert response.status_code == 200 and response.json()["kind"] == "ServiceAccount", response.text
             written.append(("DELETED", "before", rv_of(response.json())))
             await collect_until([log], [task], written[-1][2])
         return written, log.events

@@ -21,6 +21,10 @@ import pytest
 from tests.support import ApiServer, free_port, postgres_database
 
 CONFIGMAPS = "/api/v1/namespaces/{ns}/configmaps"
+# A DELETE of a configmap answers a success Status, as kube-apiserver does, which names no resourceVersion.
+# A DELETE of a serviceaccount answers the deleted object, carrying the resourceVersion of the deletion, so
+# the tests that compare every acknowledged write with the watch stream, deletes included, use them.
+SERVICEACCOUNTS = "/api/v1/namespaces/{ns}/serviceaccounts"
 Event = dict[str, Any]
 
 
@@ -56,12 +60,17 @@ def new_namespace(client: httpx.Client) -> tuple[str, int]:
     return name, rv_of(response.json())
 
 
-def configmap(name: str, labels: dict[str, str] | None = None, **data: str) -> dict[str, Any]:
+def configmap(name: str, **data: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": data}
+
+
+def serviceaccount(
+    name: str, labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": name, "labels": labels or {}},
-        "data": data,
+        "kind": "ServiceAccount",
+        "metadata": {"name": name, "labels": labels or {}, "annotations": annotations or {}},
     }
 
 
@@ -164,27 +173,29 @@ def test_watch_older_than_the_memory_window_is_served_from_the_log(small_cache: 
     with small_cache.client(timeout=30) as client:
         ns, start = new_namespace(client)
         other, _ = new_namespace(client)
-        path = CONFIGMAPS.format(ns=ns)
+        path = SERVICEACCOUNTS.format(ns=ns)
         expected: list[tuple[str, str, int]] = []
 
         def write(verb: str, name: str) -> None:
             if verb == "ADDED":
-                response = client.post(path, json=configmap(name))
+                response = client.post(path, json=serviceaccount(name))
             elif verb == "MODIFIED":
-                response = client.put(f"{path}/{name}", json=configmap(name, changed="yes"))
+                response = client.put(f"{path}/{name}", json=serviceaccount(name, annotations={"changed": "yes"}))
             else:
                 response = client.delete(f"{path}/{name}")
             assert response.status_code in (200, 201), response.text
+            # Every answer here is the object as written, the deleted one included, with its resourceVersion.
+            assert response.json()["kind"] == "ServiceAccount", response.text
             expected.append((verb, name, rv_of(response.json())))
             # Writes elsewhere push this namespace's changes out of the window faster.
             client.post(CONFIGMAPS.format(ns=other), json=configmap(f"x-{uuid.uuid4().hex[:6]}"))
 
         for i in range(12):
-            write("ADDED", f"cm-{i}")
+            write("ADDED", f"sa-{i}")
         for i in range(4):
-            write("MODIFIED", f"cm-{i}")
+            write("MODIFIED", f"sa-{i}")
         for i in range(3):
-            write("DELETED", f"cm-{i}")
+            write("DELETED", f"sa-{i}")
 
         # Keep writing while the watch starts, so that the hand-over from the database to the live
         # stream happens while changes arrive.
@@ -197,7 +208,7 @@ def test_watch_older_than_the_memory_window_is_served_from_the_log(small_cache: 
         watcher = threading.Thread(target=run_watch)
         watcher.start()
         for i in range(12, 27):
-            write("ADDED", f"cm-{i}")
+            write("ADDED", f"sa-{i}")
         watcher.join(60)
         assert not watcher.is_alive()
 
@@ -237,22 +248,29 @@ def test_bookmarks_never_go_behind_the_events_sent(small_cache: ApiServer) -> No
 def test_watch_with_a_label_selector_gets_only_matching_objects(small_cache: ApiServer) -> None:
     with small_cache.client(timeout=30) as client:
         ns, start = new_namespace(client)
-        path = CONFIGMAPS.format(ns=ns)
+        path = SERVICEACCOUNTS.format(ns=ns)
         web = {"app": "web"}
         db = {"app": "db"}
+        changed = {"changed": "yes"}
         expected = []
-        response = client.post(path, json=configmap("web-1", web))
-        expected.append(("ADDED", "web-1", rv_of(response.json())))
-        client.post(path, json=configmap("db-1", db))
-        client.put(f"{path}/db-1", json=configmap("db-1", db, changed="yes"))
-        client.post(path, json=configmap("plain"))
-        response = client.put(f"{path}/web-1", json=configmap("web-1", web, changed="yes"))
-        expected.append(("MODIFIED", "web-1", rv_of(response.json())))
-        client.delete(f"{path}/db-1")
-        response = client.delete(f"{path}/web-1")
-        expected.append(("DELETED", "web-1", rv_of(response.json())))
-        response = client.post(path, json=configmap("web-end", web))
-        expected.append(("ADDED", "web-end", rv_of(response.json())))
+
+        def write(response: httpx.Response) -> dict[str, Any]:
+            assert response.status_code in (200, 201), response.text
+            assert response.json()["kind"] == "ServiceAccount", response.text
+            return response.json()
+
+        created = write(client.post(path, json=serviceaccount("web-1", web)))
+        expected.append(("ADDED", "web-1", rv_of(created)))
+        write(client.post(path, json=serviceaccount("db-1", db)))
+        write(client.put(f"{path}/db-1", json=serviceaccount("db-1", db, changed)))
+        write(client.post(path, json=serviceaccount("plain")))
+        updated = write(client.put(f"{path}/web-1", json=serviceaccount("web-1", web, changed)))
+        expected.append(("MODIFIED", "web-1", rv_of(updated)))
+        write(client.delete(f"{path}/db-1"))
+        deleted = write(client.delete(f"{path}/web-1"))
+        expected.append(("DELETED", "web-1", rv_of(deleted)))
+        created = write(client.post(path, json=serviceaccount("web-end", web)))
+        expected.append(("ADDED", "web-end", rv_of(created)))
 
     for selector in ("app=web", "app in (web)", "app!=db,app"):
         events = watch(
