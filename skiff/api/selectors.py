@@ -21,6 +21,7 @@ from enum import Enum
 from typing import Any, NamedTuple
 
 from skiff.api.errors import Cause, bad_request
+from skiff.api.validation import label_value, qualified_name
 
 # Operator spellings as the Kubernetes `selection` package names them.
 IN = "in"
@@ -36,85 +37,10 @@ LESS_THAN = "lt"
 _BINARY_OPERATORS = (IN, NOT_IN, EQUALS, DOUBLE_EQUALS, NOT_EQUALS, GREATER_THAN, LESS_THAN)
 _EXACT_OPERATORS = (EQUALS, DOUBLE_EQUALS, NOT_EQUALS, GREATER_THAN, LESS_THAN)
 
-# ---------------------------------------------------------------------------------------------------
-# Name and value validation (the same rules and messages as Kubernetes' validation package)
-# ---------------------------------------------------------------------------------------------------
-
-_QUALIFIED_NAME_MAX = 63
-_LABEL_VALUE_MAX = 63
-_DNS_SUBDOMAIN_MAX = 253
-
-_QUALIFIED_NAME_FMT = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
-_LABEL_VALUE_FMT = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?"
-_DNS_SUBDOMAIN_FMT = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
-
-_QUALIFIED_NAME_RE = re.compile(_QUALIFIED_NAME_FMT)
-_LABEL_VALUE_RE = re.compile(_LABEL_VALUE_FMT)
-_DNS_SUBDOMAIN_RE = re.compile(_DNS_SUBDOMAIN_FMT)
+# Label keys and values follow the same rules (and messages) as every other name check in skiff.api.
+qualified_name_errors = qualified_name
+label_value_errors = label_value
 _INTEGER_RE = re.compile(r"[+-]?[0-9]+")
-
-_ALNUM_RULE = (
-    "must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character"
-)
-
-
-def _regex_error(rule: str, pattern: str, *examples: str) -> str:
-    # Kubernetes separates the examples with ",  or " (two spaces); clients match on this text.
-    shown = ",  or ".join(f"'{e}'" for e in examples)
-    return f"{rule} (e.g. {shown}, regex used for validation is '{pattern}')"
-
-
-def _max_len_error(limit: int) -> str:
-    return f"must be no more than {limit} characters"
-
-
-def _dns_subdomain_errors(value: str) -> list[str]:
-    errors = []
-    if len(value) > _DNS_SUBDOMAIN_MAX:
-        errors.append(_max_len_error(_DNS_SUBDOMAIN_MAX))
-    if not _DNS_SUBDOMAIN_RE.fullmatch(value):
-        rule = (
-            "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
-            "and must start and end with an alphanumeric character"
-        )
-        errors.append(_regex_error(rule, _DNS_SUBDOMAIN_FMT, "example.com"))
-    return errors
-
-
-def qualified_name_errors(value: str) -> list[str]:
-    """Why `value` is not a valid label key (`[prefix/]name`); empty when it is valid."""
-    parts = value.split("/")
-    if len(parts) > 2:
-        rule = "a qualified name " + _ALNUM_RULE
-        message = _regex_error(rule, _QUALIFIED_NAME_FMT, "MyName", "my.name", "123-abc")
-        return [message + " with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"]
-    errors: list[str] = []
-    name = parts[-1]
-    if len(parts) == 2:
-        prefix = parts[0]
-        if not prefix:
-            errors.append("prefix part must be non-empty")
-        else:
-            errors.extend("prefix part " + msg for msg in _dns_subdomain_errors(prefix))
-    if not name:
-        errors.append("name part must be non-empty")
-    elif len(name) > _QUALIFIED_NAME_MAX:
-        errors.append("name part " + _max_len_error(_QUALIFIED_NAME_MAX))
-    if not _QUALIFIED_NAME_RE.fullmatch(name):
-        rule = "name part " + _ALNUM_RULE
-        errors.append(_regex_error(rule, _QUALIFIED_NAME_FMT, "MyName", "my.name", "123-abc"))
-    return errors
-
-
-def label_value_errors(value: str) -> list[str]:
-    """Why `value` is not a valid label value; empty when it is valid."""
-    errors = []
-    if len(value) > _LABEL_VALUE_MAX:
-        errors.append(_max_len_error(_LABEL_VALUE_MAX))
-    if not _LABEL_VALUE_RE.fullmatch(value):
-        rule = "a valid label must be an empty string or " + _ALNUM_RULE
-        errors.append(_regex_error(rule, _LABEL_VALUE_FMT, "MyValue", "my_value", "12345"))
-    return errors
 
 
 def _quote(value: Any) -> str:
