@@ -46,7 +46,6 @@ MAIN_HANDLERS: dict[str, Handler] = {
 
 # Subresources that read and write the parent object itself, with the spec/status split applied.
 OBJECT_VIEW_SUBRESOURCES = frozenset({"status", "ephemeralcontainers"})
-OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz", "/version"})
 # Service-account issuer discovery: public, as kube grants it to unauthenticated users by default.
 OPEN_PLUGGED_PATHS = ("/.well-known/openid-configuration", "/openid/v1/jwks")
 

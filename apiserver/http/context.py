@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from starlette.datastructures import QueryParams
 from starlette.requests import Request
@@ -83,8 +83,3 @@ class RequestContext:
 
     def storage_key(self) -> str:
         return self.resource.storage_key
-
-    def extra_headers(self) -> dict[str, Any]:
-        if not self.warnings:
-            return {}
-        return {"Warning": ", ".join(f'299 - "{w}"' for w in self.warnings)}

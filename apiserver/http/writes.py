@@ -39,7 +39,7 @@ from apiserver.storage.store import KeyExists, KeyNotFound, Stored, VersionConfl
 from skiff.api import schema, validation
 from skiff.api.apply import server_side_apply
 from skiff.api.errors import ApiError, already_exists, bad_request, invalid, not_found, stale_resource_version
-from skiff.api.managedfields import record_update
+from skiff.api.managedfields import record_update, reset_fields_for
 from skiff.api.patch import apply_json_patch, apply_merge_patch, apply_strategic_merge_patch
 
 MAX_CONFLICT_RETRIES = 8
@@ -93,7 +93,12 @@ def patch_lookup(ctx: RequestContext) -> Any:
     return schema.patch_meta_for(resource.group, resource.version, resource.kind)
 
 
+def tracked_subresource(ctx: RequestContext) -> str:
+    return ctx.info.subresource if ctx.info.subresource in ("status", "scale") else ""
+
+
 def track_fields(ctx: RequestContext, new: Obj, old: Obj | None) -> None:
+    subresource = tracked_subresource(ctx)
     record_update(
         new,
         old,
@@ -102,7 +107,8 @@ def track_fields(ctx: RequestContext, new: Obj, old: Obj | None) -> None:
         ctx.resource.api_version,
         now_rfc3339(),
         patch_lookup(ctx),
-        ctx.info.subresource if ctx.info.subresource in ("status", "scale") else "",
+        subresource,
+        ignored_fields=reset_fields_for(subresource, ctx.strategy.status_subresource),
     )
 
 
@@ -294,10 +300,15 @@ async def apply_patch(ctx: RequestContext, raw: bytes) -> Response:
     lookup = patch_lookup(ctx)
     now = now_rfc3339()
     api_version = ctx.resource.api_version
+    subresource = tracked_subresource(ctx)
+    scope = {
+        "subresource": subresource,
+        "ignored_fields": reset_fields_for(subresource, ctx.strategy.status_subresource),
+    }
     for _attempt in range(MAX_CONFLICT_RETRIES):
         current = await ctx.state.store.get(ctx.storage_key(), ctx.namespace, ctx.info.name)
         if current is None:
-            obj = server_side_apply(None, applied, manager, force, api_version, now, lookup)
+            obj = server_side_apply(None, applied, manager, force, api_version, now, lookup, **scope)
             obj.setdefault("metadata", {})["name"] = ctx.info.name
             try:
                 stored = await create_object(ctx, obj, track=False)
@@ -307,7 +318,7 @@ async def apply_patch(ctx: RequestContext, raw: bytes) -> Response:
                 raise
             return object_response(ctx, stored.data, stored._obj, 201)
         old = current.obj()
-        new = server_side_apply(deep_copy(old), applied, manager, force, api_version, now, lookup)
+        new = server_side_apply(deep_copy(old), applied, manager, force, api_version, now, lookup, **scope)
         try:
             stored, status = await write_update(ctx, new, old, current, ctx.info.subresource, track=False)
         except VersionConflict:
