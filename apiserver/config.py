@@ -29,6 +29,9 @@ class ServerConfig:
     # EncryptionConfiguration file for encryption at rest; None stores every resource as plaintext.
     encryption_provider_config: Path | None = None
     service_cidr: str = "10.96.0.0/12"
+    service_node_port_range: str = "30000-32767"
+    # The address the `kubernetes` Service's endpoints list for this API server ("": the bind address).
+    advertise_address: str = ""
     # Service-account tokens: the first issuer signs, all are accepted; audiences default to the issuers.
     service_account_issuers: list[str] = field(default_factory=lambda: ["https://kubernetes.default.svc.cluster.local"])
     service_account_jwks_uri: str = ""
@@ -45,6 +48,9 @@ class ServerConfig:
     oidc_groups_claim: str = ""
     oidc_groups_prefix: str = ""
     oidc_ca_file: str = ""
+    # DefaultTolerationSeconds admission: how long new pods tolerate a not-ready or unreachable node.
+    default_not_ready_toleration_seconds: int = 300
+    default_unreachable_toleration_seconds: int = 300
 
     @property
     def sqlite_path(self) -> Path:

@@ -16,14 +16,16 @@ from typing import IO, Any
 
 import uvicorn
 
+from apiserver.admission.webhooks import install_webhooks
+from apiserver.allocators import repair_forever, service_ranges
 from apiserver.audit import AuditLog
 from apiserver.auth.authn import AuthenticatorChain, ClientCertificateAuthenticator
 from apiserver.auth.authz import AlwaysAllow
-from apiserver.auth.pki import ensure_cluster_pki
 from apiserver.auth.rbac import install_authorization, parse_authorization_modes, reconcile_bootstrap_policy
 from apiserver.bootstrap import ensure_system_namespaces
 from apiserver.config import ServerConfig
-from apiserver.http.app import create_app
+from apiserver.crd.serving import install_custom_resources
+from apiserver.http.app import ApiServerApp
 from apiserver.http.certificates import register_certificate_handlers
 from apiserver.http.openapi_routes import serve_openapi
 from apiserver.http.podlogs import install_pod_logs
@@ -32,12 +34,14 @@ from apiserver.http.server_state import ServerState
 from apiserver.http.subresources import handle_legacy_binding
 from apiserver.http.tls import CertificateHttpProtocol
 from apiserver.http.tokenrequest import install_identity
+from apiserver.kubernetes_service import ApiServerEndpoints, ensure_kubernetes_service
 from apiserver.metrics import Metrics
 from apiserver.storage.encryption import EncryptionConfigError, load_encryption_config
 from apiserver.storage.store import Store
 from apiserver.watch.hub import WatchHub
 from apiserver.watch.tailer import ChangeTailer
 from skiff.api.kinds import BUILTINS, ResourceTable
+from skiff.pki.cluster import ensure_cluster_pki
 
 log = logging.getLogger("skiff.apiserver")
 
@@ -94,8 +98,20 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     identity.add_argument("--oidc-groups-claim", default="")
     identity.add_argument("--oidc-groups-prefix", default="")
     identity.add_argument("--oidc-ca-file", default="")
+    services = parser.add_argument_group("service networking")
+    services.add_argument("--service-cluster-ip-range", default=ServerConfig.service_cidr, help="CIDR of ClusterIPs")
+    services.add_argument("--service-node-port-range", default=ServerConfig.service_node_port_range)
+    services.add_argument("--advertise-address", default="", help="this server's address in the kubernetes Service")
+    parser.add_argument("--default-not-ready-toleration-seconds", type=int, default=300,
+                        help="tolerationSeconds of the not-ready:NoExecute toleration of every pod")  # fmt: skip
+    parser.add_argument("--default-unreachable-toleration-seconds", type=int, default=300,
+                        help="tolerationSeconds of the unreachable:NoExecute toleration of every pod")  # fmt: skip
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
+    try:
+        service_ranges(args.service_cluster_ip_range, args.service_node_port_range)
+    except ValueError as error:
+        parser.error(f"--service-cluster-ip-range/--service-node-port-range: {error}")
     try:
         parse_authorization_modes(args.authorization_mode)
     except ValueError as error:
@@ -122,6 +138,9 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         audit_log_maxsize_mb=args.audit_log_maxsize,
         audit_log_maxbackup=args.audit_log_maxbackup,
         encryption_provider_config=args.encryption_provider_config,
+        service_cidr=args.service_cluster_ip_range,
+        service_node_port_range=args.service_node_port_range,
+        advertise_address=args.advertise_address,
         service_account_issuers=args.service_account_issuer or ["https://kubernetes.default.svc.cluster.local"],
         service_account_jwks_uri=args.service_account_jwks_uri,
         service_account_signing_key_file=args.service_account_signing_key_file,
@@ -135,6 +154,8 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
         oidc_username_prefix=args.oidc_username_prefix,
         oidc_groups_claim=args.oidc_groups_claim,
         oidc_groups_prefix=args.oidc_groups_prefix,
+        default_not_ready_toleration_seconds=args.default_not_ready_toleration_seconds,
+        default_unreachable_toleration_seconds=args.default_unreachable_toleration_seconds,
         oidc_ca_file=args.oidc_ca_file,
     )
 
@@ -201,6 +222,8 @@ async def build_state(config: ServerConfig, resources: ResourceTable = BUILTINS)
     install_pod_logs(state)
     state.extra_resources[("", "bindings")] = handle_legacy_binding
     await install_authorization(state)
+    await install_custom_resources(state)
+    await install_webhooks(state)
     store.write_latency = metrics.storage_write.observe
     tailer = None
     if store.is_postgres:
@@ -211,6 +234,7 @@ async def build_state(config: ServerConfig, resources: ResourceTable = BUILTINS)
         store.on_commit = state.publish
     await ensure_system_namespaces(state)
     await reconcile_bootstrap_policy(state)
+    await ensure_kubernetes_service(state)
     return state, tailer
 
 
@@ -232,7 +256,7 @@ async def run(config: ServerConfig) -> None:
     lock = lock_sqlite(config)
     pki = ensure_cluster_pki(config.data_dir, server_url(config), [socket.gethostname(), *config.extra_sans])
     state, tailer = await build_state(config)
-    app = create_app(state)
+    app = ApiServerApp(state)
     uv_config = uvicorn.Config(
         app,
         host=config.bind,
@@ -247,9 +271,17 @@ async def run(config: ServerConfig) -> None:
         access_log=False,
         timeout_graceful_shutdown=5,
         timeout_keep_alive=75,
+        # Clients connect directly; an address or scheme from X-Forwarded-* headers would be a claim
+        # the client makes itself (audit reports those headers separately, as kube does).
+        proxy_headers=False,
     )
     server = ApiHttpServer(uv_config, state.hub)
     compactor = asyncio.create_task(compact_forever(state), name="compactor")
+    endpoints = ApiServerEndpoints(state)
+    background = [
+        asyncio.create_task(endpoints.run_forever(), name="kubernetes-endpoints"),
+        asyncio.create_task(repair_forever(state.store), name="service-allocation-repair"),
+    ]
     log.info(
         "serving on %s (storage: %s)",
         server_url(config),
@@ -259,6 +291,10 @@ async def run(config: ServerConfig) -> None:
         await server.serve()
     finally:
         compactor.cancel()
+        for task in background:
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(endpoints.remove(), 5)
         state.hub.close_all()
         if tailer is not None:
             await tailer.stop()

@@ -23,8 +23,8 @@ from typing import Any
 import orjson
 import uvicorn
 
-from apiserver.auth.pki import ClusterPki
 from apiserver.http.tls import CertificateHttpProtocol
+from skiff.pki.cluster import ClusterPki
 
 Scope = dict[str, Any]
 Message = dict[str, Any]

@@ -22,6 +22,11 @@ class Options:
     root_ca_pem: str = ""
     service_account_key_file: str = ""
     concurrent_syncs: int = 5
+    cluster_signing_cert_file: str = ""
+    cluster_signing_key_file: str = ""
+    cluster_signing_duration: float = 365 * 24 * 3600.0
+    # External addresses the service-lb controller hands to LoadBalancer Services ("a-b" ranges, CIDRs).
+    load_balancer_ip_pool: str = ""
 
 
 @dataclass

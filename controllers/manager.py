@@ -14,6 +14,7 @@ import contextlib
 import importlib
 import ipaddress
 import logging
+import re
 import signal
 import socket
 import sys
@@ -28,9 +29,18 @@ log = logging.getLogger("skiff.controller-manager")
 
 # name → module with `async def start(ctx)`.
 CONTROLLERS: dict[str, str] = {
+    "csrsigning": "controllers.csr_signer",
+    "deployment": "controllers.deployment",
+    "endpoints": "controllers.endpoints",
+    "endpointslice": "controllers.endpointslice",
+    "garbagecollector": "controllers.garbagecollector",
     "namespace": "controllers.namespace",
     "nodeipam": "controllers.nodeipam",
+    "nodelifecycle": "controllers.nodelifecycle",
+    "replicaset": "controllers.replicaset",
     "serviceaccount": "controllers.serviceaccount",
+    "serviceaccount-token": "controllers.tokens",
+    "service-lb": "controllers.loadbalancer",
 }
 LEASE_NAMESPACE = "kube-system"
 
@@ -70,6 +80,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "kubeconfig's CA")  # fmt: skip
     parser.add_argument("--service-account-private-key-file", default="")
     parser.add_argument("--concurrent-syncs", type=int, default=5)
+    parser.add_argument("--cluster-signing-cert-file", default="", help="CA certificate the CSR signer issues from")
+    parser.add_argument("--cluster-signing-key-file", default="", help="the CA's private key")
+    parser.add_argument("--cluster-signing-duration", type=duration_seconds, default=365 * 24 * 3600.0,
+                        help="longest certificate lifetime: a Go duration (8760h0m0s) or seconds")  # fmt: skip
+    parser.add_argument("--load-balancer-ip-pool", default="",
+                        help="addresses for LoadBalancer Services: ranges (a-b) or CIDRs, comma-separated")  # fmt: skip
     parser.add_argument("--log-level", default="info")
     return parser.parse_args(argv)
 
@@ -84,7 +100,26 @@ def options_from(args: argparse.Namespace, ca_pem: str) -> Options:
         root_ca_pem=ca_pem,
         service_account_key_file=args.service_account_private_key_file,
         concurrent_syncs=args.concurrent_syncs,
+        cluster_signing_cert_file=args.cluster_signing_cert_file,
+        cluster_signing_key_file=args.cluster_signing_key_file,
+        cluster_signing_duration=args.cluster_signing_duration,
+        load_balancer_ip_pool=args.load_balancer_ip_pool,
     )
+
+
+_DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def duration_seconds(text: str) -> float:
+    """Seconds in a Go duration (`8760h0m0s`, `90m`, `1.5h`) or a plain number of seconds."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}")
+    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
 
 
 def root_ca(args: argparse.Namespace, kubeconfig_ca: bytes | None) -> str:

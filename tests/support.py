@@ -119,6 +119,27 @@ class ApiServer:
         return httpx.AsyncClient(base_url=self.url, verify=self.tls(), **kwargs)
 
 
+@contextlib.contextmanager
+def controller_manager(server: ApiServer, controllers: str, *flags: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`skiff controller-manager` against `server`, running only `controllers`, without leader election."""
+    log_path = server.data_dir / f"controller-manager-{uuid.uuid4().hex[:6]}.log"
+    command = [
+        sys.executable, "-m", "controllers.manager", "--kubeconfig", str(server.kubeconfig),
+        "--controllers", controllers, "--leader-elect", "false", *flags,
+    ]  # fmt: skip
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def postgres_available() -> bool:
     import asyncio
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 from apiserver.admission.certificates import CertificateSigningRequestAdmission
+from apiserver.admission.default_tolerations import DefaultTolerationSeconds
 from apiserver.admission.namespace_lifecycle import NamespaceLifecycle
 from apiserver.admission.node_restriction import NodeRestriction
 from apiserver.admission.rbac_escalation import RBACEscalation
@@ -29,6 +30,7 @@ PLUGINS: list[AdmissionPlugin] = [
     NodeRestriction(),
     RBACEscalation(),
     ServiceAccountAdmission(),
+    DefaultTolerationSeconds(),
     CertificateSigningRequestAdmission(),
 ]
 
@@ -36,3 +38,7 @@ PLUGINS: list[AdmissionPlugin] = [
 async def admit(ctx: RequestContext, operation: str, new: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
     for plugin in PLUGINS:
         await plugin.admit(ctx, operation, new, old)
+    # Then the admission webhooks: mutating ones (the result validated again), validating ones last.
+    webhooks = ctx.state.admission_webhooks
+    if webhooks is not None:
+        await webhooks.admit(ctx, operation, new, old)

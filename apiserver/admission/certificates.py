@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from apiserver import certificates as csr
+from apiserver import certificates as csr_rules
 from apiserver.auth.authn import AUTHENTICATED
 from skiff.api.errors import ApiError
+from skiff.pki import csr
 
 if TYPE_CHECKING:
     from apiserver.http.context import RequestContext
@@ -33,7 +34,7 @@ class CertificateSigningRequestAdmission:
         groups = list(user.groups)
         if not user.is_anonymous and AUTHENTICATED not in groups:
             groups.append(AUTHENTICATED)
-        spec.update(csr.requester_fields(user.name, user.uid, groups, dict(user.extra)))
+        spec.update(csr_rules.requester_fields(user.name, user.uid, groups, dict(user.extra)))
         if spec.get("signerName") == csr.KUBE_APISERVER_CLIENT:
             self._restrict_subject(new, spec)
 

@@ -116,6 +116,9 @@ CONTROLLER_MANAGER_RULES = (
     # kube's role for kube-controller-manager (list/watch everything, leader election, tokens), plus what
     # Skiff's controllers write: they run under this one identity rather than a service account each.
     r(("list", "watch"), "*", "*"),
+    # The garbage collector reads owners and patches or deletes dependents of every kind, as kube's
+    # generic-garbage-collector role allows.
+    r(("get", "patch", "update", "delete"), "*", "*"),
     r(("create", "patch", "update"), ("", "events.k8s.io"), "events"),
     r("create", "coordination.k8s.io", "leases"),
     r(("get", "update"), "coordination.k8s.io", "leases", names=("kube-controller-manager",)),

@@ -13,7 +13,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from apiserver.auth.tokens import ServiceAccountKeys, algorithm_for
+from skiff.pki.tokens import ServiceAccountKeys, algorithm_for
 
 OPENID_CONFIGURATION_PATH = "/.well-known/openid-configuration"
 JWKS_PATH = "/openid/v1/jwks"

@@ -10,6 +10,7 @@ import orjson
 from starlette.responses import Response
 
 from apiserver.admission import admit
+from apiserver.allocators import release_service
 from apiserver.http.codec import load_json, load_yaml, media_type
 from apiserver.http.context import RequestContext
 from apiserver.http.objects import pending_finalizers
@@ -91,13 +92,16 @@ async def delete_object(ctx: RequestContext, name: str, options: DeleteOptions) 
         obj = current.obj()
         _check_preconditions(ctx, name, obj, options)
         await admit(ctx, "DELETE", None, obj)
+        ctx.strategy.prepare_for_delete(obj)
         pending = _mark_for_deletion(obj, options)
         if ctx.dry_run:
             return current, not pending
         try:
             if pending:
                 return await store.update(*key, obj, current.rv), False
-            return await store.delete(*key, obj, current.rv), True
+            deleted = await store.delete(*key, obj, current.rv)
+            await release_service(ctx.state, key[0], obj)
+            return deleted, True
         except VersionConflict:
             continue
         except KeyNotFound:

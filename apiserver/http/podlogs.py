@@ -22,11 +22,12 @@ from urllib.parse import quote
 import httpx
 from starlette.responses import Response, StreamingResponse
 
-from apiserver.auth.pki import ClusterPki, issue_client_certificate, write_file_atomically
 from apiserver.http.context import RequestContext
 from apiserver.http.reads import read_object
 from apiserver.http.server_state import ServerState
 from skiff.api.errors import ApiError, bad_request, method_not_allowed, not_found
+from skiff.pki.cluster import ClusterPki, issue_client_certificate
+from skiff.pki.files import write_file_atomically
 
 log = logging.getLogger("skiff.apiserver.podlogs")
 

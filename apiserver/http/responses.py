@@ -54,6 +54,9 @@ def _finish(ctx: RequestContext, body: bytes, status: int, yaml: bool, value: An
 def object_response(ctx: RequestContext, data: bytes, obj: dict[str, Any] | None, status: int = 200) -> Response:
     """One object: raw stored bytes when JSON was asked, else a Table row or partial metadata."""
     output = output_of(ctx)
+    if ctx.strategy.transforms_reads:
+        obj = ctx.strategy.present(orjson.loads(data))
+        data = orjson.dumps(obj)
     if output.form == "object":
         return _finish(ctx, data, status, output.yaml)
     obj = obj if obj is not None else orjson.loads(data)
@@ -74,6 +77,8 @@ def list_response(
 ) -> Response:
     output = output_of(ctx)
     resource = ctx.resource
+    if ctx.strategy.transforms_reads:
+        rows = [orjson.dumps(ctx.strategy.present(orjson.loads(row))) for row in rows]
     meta: dict[str, Any] = {"resourceVersion": str(rv)}
     if continue_token:
         meta["continue"] = continue_token

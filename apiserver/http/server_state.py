@@ -62,6 +62,8 @@ class ServerState:
     change_observers: list[Callable[[list[Change]], None]] = field(default_factory=list)
     # The RBAC policy index (apiserver.auth.rbac.RbacPolicy) when RBAC is in the authorization chain.
     rbac_policy: Any = None
+    # Admission webhooks (apiserver.admission.webhooks.WebhookAdmission), called after the built-in plugins.
+    admission_webhooks: Any = None
     _strategies: dict[ResourceType, Strategy] = field(default_factory=dict)
 
     def strategy(self, resource: ResourceType) -> Strategy:
@@ -69,6 +71,14 @@ class ServerState:
         if strategy is None:
             strategy = self._strategies[resource] = strategy_for(resource)
         return strategy
+
+    def install_strategy(self, resource: ResourceType, strategy: Strategy | None) -> None:
+        """Serve `resource` with `strategy` (resources added at run time, e.g. custom resources);
+        None forgets it."""
+        if strategy is None:
+            self._strategies.pop(resource, None)
+        else:
+            self._strategies[resource] = strategy
 
     def publish(self, changes: list[Change]) -> None:
         self.namespaces.observe(changes)

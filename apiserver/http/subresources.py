@@ -29,10 +29,29 @@ Obj = dict[str, Any]
 
 
 # -- scale ---------------------------------------------------------------------------------------------
-def scale_of(obj: Obj) -> Obj:
+DEFAULT_SCALE_PATHS = (".spec.replicas", ".status.replicas", ".spec.selector")
+
+
+def _path_value(obj: Obj, path: str) -> Any:
+    value: Any = obj
+    for part in path.strip(".").split(".") if path else ():
+        value = value.get(part) if isinstance(value, dict) else None
+    return value if path else None
+
+
+def _set_path_value(obj: Obj, path: str, value: Any) -> None:
+    *parents, last = path.strip(".").split(".")
+    for part in parents:
+        obj = obj.setdefault(part, {})
+    obj[last] = value
+
+
+def scale_of(obj: Obj, paths: tuple[str, str, str] = DEFAULT_SCALE_PATHS) -> Obj:
+    """The autoscaling/v1 Scale view of an object; `paths` say where replicas and the selector live."""
+    spec_path, status_path, selector_path = paths
     metadata = obj.get("metadata", {})
-    selector = obj.get("spec", {}).get("selector")
-    status: Obj = {"replicas": int(obj.get("status", {}).get("replicas", 0) or 0)}
+    selector = _path_value(obj, selector_path)
+    status: Obj = {"replicas": int(_path_value(obj, status_path) or 0)}
     if selector:
         status["selector"] = selector_to_string(selector) if isinstance(selector, dict) else str(selector)
     return {
@@ -43,15 +62,16 @@ def scale_of(obj: Obj) -> Obj:
             for key in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
             if key in metadata
         },
-        "spec": {"replicas": int(obj.get("spec", {}).get("replicas", 0) or 0)},
+        "spec": {"replicas": int(_path_value(obj, spec_path) or 0)},
         "status": status,
     }
 
 
 async def handle_scale(ctx: RequestContext) -> Response:
+    paths = ctx.strategy.scale_paths
     if ctx.info.verb == "get":
         stored = await read_object(ctx)
-        return value_response(ctx, scale_of(stored.obj()))
+        return value_response(ctx, scale_of(stored.obj(), paths))
     raw = await ctx.body()
     content_type = media_type(ctx.request.headers.get("content-type"))
     if ctx.info.verb == "update":
@@ -65,7 +85,7 @@ async def handle_scale(ctx: RequestContext) -> Response:
         apply = _scale_patcher(content_type, patch)
 
     def mutate(obj: Obj) -> Obj:
-        new_scale = apply(scale_of(obj))
+        new_scale = apply(scale_of(obj, paths))
         replicas = new_scale.get("spec", {}).get("replicas")
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
             raise invalid(
@@ -80,11 +100,11 @@ async def handle_scale(ctx: RequestContext) -> Response:
                     )
                 ],
             )
-        obj.setdefault("spec", {})["replicas"] = replicas
+        _set_path_value(obj, paths[0], replicas)
         return obj
 
     stored, _ = await replace_object(ctx, mutate, requested_rv, subresource="scale")
-    return value_response(ctx, scale_of(stored.obj()))
+    return value_response(ctx, scale_of(stored.obj(), paths))
 
 
 def _scale_patcher(content_type: str, patch: Any) -> Any:

@@ -13,29 +13,31 @@ from starlette.responses import Response
 
 from apiserver.auth.discovery import discovery_handlers
 from apiserver.auth.oidc import OidcAuthenticator, OidcSettings
-from apiserver.auth.pki import ClusterPki
 from apiserver.auth.tokens import (
-    DEFAULT_EXPIRATION_SECONDS,
-    DEFAULT_ISSUER,
-    EXTENDED_EXPIRATION_SECONDS,
-    MAX_EXPIRATION_SECONDS,
-    MIN_EXPIRATION_SECONDS,
     NODES,
     PODS,
     SECRETS,
     SERVICE_ACCOUNTS,
-    WARN_ONLY_EXPIRATION_SECONDS,
-    BoundObject,
-    ServiceAccountKeys,
     ServiceAccountTokenAuthenticator,
     audiences_or_default,
-    issue_bound_token,
-    rfc3339,
 )
 from apiserver.http.codec import decode_object
 from apiserver.http.context import RequestContext
 from apiserver.http.responses import value_response
 from skiff.api.errors import ApiError, Cause, bad_request, conflict, invalid, method_not_allowed, not_found
+from skiff.pki.cluster import ClusterPki
+from skiff.pki.tokens import (
+    DEFAULT_EXPIRATION_SECONDS,
+    DEFAULT_ISSUER,
+    EXTENDED_EXPIRATION_SECONDS,
+    MAX_EXPIRATION_SECONDS,
+    MIN_EXPIRATION_SECONDS,
+    WARN_ONLY_EXPIRATION_SECONDS,
+    BoundObject,
+    ServiceAccountKeys,
+    issue_bound_token,
+    rfc3339,
+)
 
 if TYPE_CHECKING:
     from apiserver.http.server_state import ServerState

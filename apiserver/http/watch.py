@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections.abc import AsyncIterator
 from typing import Any
@@ -32,6 +31,9 @@ class EventEncoder:
         self.columns_sent = False
 
     def encode(self, event_type: str, data: bytes, obj: dict[str, Any] | None) -> bytes:
+        if self.ctx.strategy.transforms_reads:
+            obj = self.ctx.strategy.present(orjson.loads(data))
+            data = orjson.dumps(obj)
         if self.output.form == "object":
             return b'{"type":"' + event_type.encode() + b'","object":' + data + b"}\n"
         obj = obj if obj is not None else orjson.loads(data)
@@ -149,24 +151,38 @@ async def _follow(
     deadline = loop.time() + timeout
     interval = ctx.state.config.watch_bookmark_seconds
     next_bookmark = loop.time() + interval
+    queue = watcher.queue
     while True:
         now = loop.time()
         if now >= deadline:
             return
-        wait = min(deadline, next_bookmark) - now if bookmarks else deadline - now
-        change: Change | None = None
-        got = False
-        with contextlib.suppress(TimeoutError):
-            change = await asyncio.wait_for(watcher.queue.get(), max(wait, 0.001))
-            got = True
-        if got and change is None:
-            return  # closed: server shutdown or the consumer fell too far behind
-        if change is not None:
+        if queue.empty():
+            # Wait only when there is nothing to send: a timer per event would cost more than the event.
+            wait = min(deadline, next_bookmark) - now if bookmarks else deadline - now
+            try:
+                async with asyncio.timeout(max(wait, 0.001)):
+                    first = await queue.get()
+            except TimeoutError:
+                if bookmarks and loop.time() >= next_bookmark:
+                    next_bookmark = loop.time() + interval
+                    if queue.empty():
+                        yield encoder.bookmark(max(ctx.state.hub.head_rv, watcher.after_rv))
+                continue
+        else:
+            first = queue.get_nowait()
+        # Everything already queued goes out as one chunk: one write to the socket instead of one per event.
+        chunks: list[bytes] = []
+        change: Change | None = first
+        while True:
+            if change is None:
+                if chunks:
+                    yield b"".join(chunks)
+                return  # closed: server shutdown or the consumer fell too far behind
             chunk = _encode_change(change, flt, encoder)
             if chunk:
-                yield chunk
-            continue
-        if bookmarks and loop.time() >= next_bookmark:
-            next_bookmark = loop.time() + interval
-            if watcher.queue.empty():
-                yield encoder.bookmark(max(ctx.state.hub.head_rv, watcher.after_rv))
+                chunks.append(chunk)
+            if queue.empty():
+                break
+            change = queue.get_nowait()
+        if chunks:
+            yield b"".join(chunks)

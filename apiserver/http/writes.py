@@ -9,6 +9,7 @@ from typing import Any
 from starlette.responses import Response
 
 from apiserver.admission import admit
+from apiserver.allocators import service_allocations
 from apiserver.http.codec import (
     APPLY_PATCH,
     JSON_PATCH,
@@ -55,7 +56,7 @@ def check_fields(ctx: RequestContext, obj: Obj, raw: bytes | None, patched: bool
     resource = ctx.resource
     # Like decoding into a typed object, unknown fields never reach storage, whatever the mode.
     mistyped: list[tuple[str, Any, str]] = []
-    unknown = schema.prune_unknown_fields(resource.group, resource.version, resource.kind, obj, mistyped)
+    unknown = ctx.strategy.prune_unknown_fields(obj, mistyped)
     if mistyped:
         path, value, expected = mistyped[0]
         problem = "json: " + schema.type_error_message(path, value, expected)
@@ -147,12 +148,13 @@ async def create_object(ctx: RequestContext, obj: Obj, track: bool = True) -> St
     elif managed is not None:
         metadata["managedFields"] = managed
     name = metadata["name"]
-    if ctx.dry_run:
-        return Stored(0, _dump(obj), obj)
-    try:
-        return await ctx.state.store.create(ctx.storage_key(), ctx.namespace, name, obj)
-    except KeyExists:
-        raise already_exists(resource.plural, name, resource.group) from None
+    async with service_allocations(ctx, obj, None):
+        if ctx.dry_run:
+            return Stored(0, _dump(obj), obj)
+        try:
+            return await ctx.state.store.create(ctx.storage_key(), ctx.namespace, name, obj)
+        except KeyExists:
+            raise already_exists(resource.plural, name, resource.group) from None
 
 
 def _dump(obj: Obj) -> bytes:
@@ -232,14 +234,15 @@ async def write_update(
         return current, 200
     if track:
         track_fields(ctx, new, old)
-    if ctx.dry_run:
-        return Stored(current.rv, _dump(new), new), 200
     store = ctx.state.store
     key = (ctx.storage_key(), ctx.namespace, ctx.info.name)
     try:
-        if _deletion_complete(new):
-            return await store.delete(*key, new, current.rv), 200
-        return await store.update(*key, new, current.rv), 200
+        async with service_allocations(ctx, new, old):
+            if ctx.dry_run:
+                return Stored(current.rv, _dump(new), new), 200
+            if _deletion_complete(new):
+                return await store.delete(*key, new, current.rv), 200
+            return await store.update(*key, new, current.rv), 200
     except KeyNotFound:
         raise not_found(ctx.resource.plural, ctx.info.name, ctx.resource.group) from None
 
@@ -281,7 +284,7 @@ def _patcher(ctx: RequestContext, content_type: str, patch: Any) -> Callable[[Ob
         raise bad_request("the patch must be a JSON object")
     if content_type == MERGE_PATCH:
         return lambda old: apply_merge_patch(old, patch)
-    if content_type == STRATEGIC_PATCH:
+    if content_type == STRATEGIC_PATCH and ctx.strategy.strategic_merge_patch:
         lookup = patch_lookup(ctx)
         return lambda old: apply_strategic_merge_patch(old, patch, lookup)
     raise unsupported_media_type(content_type)

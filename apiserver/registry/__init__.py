@@ -6,6 +6,8 @@ plain `Strategy`.
 
 from __future__ import annotations
 
+from apiserver.admission.webhook_config import MutatingWebhookConfigurationStrategy, ValidatingWebhookConfigurationStrategy
+from apiserver.crd.definition import CustomResourceDefinitionStrategy
 from apiserver.registry.base import Column, Strategy
 from apiserver.registry.batch import CronJobStrategy, JobStrategy
 from apiserver.registry.certificates import CertificateSigningRequestStrategy
@@ -90,6 +92,9 @@ STRATEGIES: dict[tuple[str, str], type[Strategy]] = {
     ("coordination.k8s.io", "Lease"): LeaseStrategy,
     ("events.k8s.io", "Event"): EventStrategy,
     ("certificates.k8s.io", "CertificateSigningRequest"): CertificateSigningRequestStrategy,
+    ("apiextensions.k8s.io", "CustomResourceDefinition"): CustomResourceDefinitionStrategy,
+    ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"): MutatingWebhookConfigurationStrategy,
+    ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"): ValidatingWebhookConfigurationStrategy,
 }
 
 

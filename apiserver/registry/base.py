@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from skiff.api import validation
+from skiff.api import schema, validation
 from skiff.api.errors import Cause
 from skiff.api.kinds import ResourceType
 from skiff.api.timefmt import age
@@ -90,6 +90,16 @@ class Strategy:
     #: Metadata fields that a `/status` update may not change, beyond the system fields no update may.
     status_update_keeps_metadata: tuple[str, ...] = ()
 
+    #: Whether strategic merge patch applies (kube answers 415 for custom resources).
+    strategic_merge_patch: bool = True
+
+    #: Where the `scale` subresource reads and writes: spec replicas, status replicas, label selector.
+    scale_paths: tuple[str, str, str] = (".spec.replicas", ".status.replicas", ".spec.selector")
+
+    #: Whether objects pass through `present` before they are served (custom resources: apiVersion
+    #: of the requested version, schema defaults).
+    transforms_reads: bool = False
+
     def __init__(self, resource: ResourceType) -> None:
         self.resource = resource
 
@@ -135,6 +145,14 @@ class Strategy:
             else:
                 new_meta.pop(field_name, None)
 
+    def prepare_for_delete(self, obj: Obj) -> None:
+        """Adjust an object that a delete request is about to remove or mark (e.g. add a finalizer)."""
+
+    def prune_unknown_fields(self, obj: Obj, mistyped: list[tuple[str, Any, str]] | None = None) -> list[str]:
+        """Drop the fields the kind's schema does not know; returns their paths (see check_fields)."""
+        resource = self.resource
+        return schema.prune_unknown_fields(resource.group, resource.version, resource.kind, obj, mistyped)
+
     # -- validation ---------------------------------------------------------------------------------
     def validate_metadata(self, obj: Obj) -> list[Cause]:
         """The generic metadata rules with this kind's name rule."""
@@ -149,6 +167,10 @@ class Strategy:
         return []
 
     # -- reading ------------------------------------------------------------------------------------
+    def present(self, obj: Obj) -> Obj:
+        """The object as served, when `transforms_reads` is set; may change obj in place."""
+        return obj
+
     def table_columns(self) -> list[Column]:
         """Every Table column, in kubectl's order (Name first; Age where kubectl shows it)."""
         return [NAME_COLUMN, AGE_COLUMN]

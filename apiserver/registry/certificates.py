@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from apiserver import certificates as csr
+from apiserver import certificates as csr_rules
 from apiserver.registry import printing as p
 from apiserver.registry.base import AGE_COLUMN, NAME_COLUMN, Column, Obj, Strategy, age_of
 from skiff.api import validation as v
 from skiff.api.errors import Cause
 from skiff.api.timefmt import human_duration
+from skiff.pki import csr
 
 MIN_EXPIRATION_SECONDS = csr.MIN_EXPIRATION_SECONDS
 
@@ -51,8 +52,8 @@ class CertificateSigningRequestStrategy(Strategy):
     def validate_update(self, new: Obj, old: Obj) -> list[Cause]:
         if p.spec(new) != p.spec(old):
             return [v.immutable("spec", p.spec(new))]
-        causes = [v.invalid(path, "conditions", problem) for path, problem in csr.condition_problems(new, old)]
-        problem = csr.certificate_problem(new, old)
+        causes = [v.invalid(path, "conditions", problem) for path, problem in csr_rules.condition_problems(new, old)]
+        problem = csr_rules.certificate_problem(new, old)
         if problem is not None:
             causes.append(v.forbidden("status.certificate", problem))
         return causes
@@ -60,7 +61,7 @@ class CertificateSigningRequestStrategy(Strategy):
     def prepare_for_status_update(self, new: Obj, old: Obj) -> None:
         # The signer writes the certificate and Failed conditions; approval goes through /approval only.
         super().prepare_for_status_update(new, old)
-        csr.keep_approval(new, old)
+        csr_rules.keep_approval(new, old)
 
     def table_columns(self) -> list[Column]:
         return [
@@ -93,7 +94,7 @@ class CertificateSigningRequestApprovalStrategy(CertificateSigningRequestStrateg
     """Updates through /approval: only the Approved and Denied conditions change."""
 
     def prepare_for_update(self, new: Obj, old: Obj) -> None:
-        csr.merge_approval(new, old)
+        csr_rules.merge_approval(new, old)
 
 
 def csr_condition(obj: Obj) -> str:

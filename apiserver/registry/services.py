@@ -79,6 +79,7 @@ class ServiceStrategy(Strategy):
             new_spec.setdefault("clusterIPs", old_spec.get("clusterIPs") or [old_spec["clusterIP"]])
         if new_spec.get("type") in NODE_PORT_TYPES and old_spec.get("type") in NODE_PORT_TYPES:
             _keep_node_ports(new_spec.get("ports") or [], old_spec.get("ports") or [])
+        _drop_type_dependent_fields(new_spec, old_spec)
 
     def validate(self, obj: Obj) -> list[Cause]:
         spec = p.spec(obj)
@@ -162,6 +163,26 @@ def _keep_node_ports(new_ports: list[Obj], old_ports: list[Obj]) -> None:
         node_port = allocated.get((port.get("port"), port.get("protocol", "TCP")))
         if node_port and not port.get("nodePort"):
             port["nodePort"] = node_port
+
+
+def _drop_type_dependent_fields(new_spec: Obj, old_spec: Obj) -> None:
+    """Leaving NodePort/LoadBalancer (or externalTrafficPolicy Local) drops the values that came with it
+    when the client left them as they were, so they are released; as kube-apiserver does."""
+    local_lb = new_spec.get("type") == "LoadBalancer" and new_spec.get("externalTrafficPolicy") == "Local"
+    old_check = old_spec.get("healthCheckNodePort")
+    if local_lb and old_check and not new_spec.get("healthCheckNodePort"):
+        new_spec["healthCheckNodePort"] = old_check
+    elif not local_lb and old_check and new_spec.get("healthCheckNodePort") == old_check:
+        del new_spec["healthCheckNodePort"]
+    if new_spec.get("type") in NODE_PORT_TYPES:
+        return
+    old_node_ports = {port.get("nodePort") for port in old_spec.get("ports") or []}
+    for port in new_spec.get("ports") or []:
+        if port.get("nodePort") and port["nodePort"] in old_node_ports:
+            del port["nodePort"]
+    for name in ("externalTrafficPolicy", "allocateLoadBalancerNodePorts"):
+        if name in new_spec and new_spec[name] == old_spec.get(name):
+            del new_spec[name]
 
 
 def _validate_service_ports(spec: Obj) -> list[Cause]:

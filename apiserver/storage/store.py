@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, event, func, select, tuple_, update
+from sqlalchemy import delete, event, func, make_url, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -133,6 +134,50 @@ def _sqlite_begin(connection: Any) -> None:
 _SQLITE_BEGIN = "skiff_sqlite_begin"
 
 
+def _sqlite_file(url: str) -> str | None:
+    """The database file of a file-backed SQLite URL (None for in-memory or URI databases)."""
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.query or database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return database
+
+
+class _SqliteReader:
+    """Reads served on the event loop's thread through a plain sqlite3 connection.
+
+    A read in WAL mode never waits for the writer and a primary-key read takes microseconds, far less
+    than handing each statement to a driver thread and back. The connection is in autocommit mode, so a
+    single statement reads the newest committed state; `snapshot` wraps several in one read transaction.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA busy_timeout=5000")
+        self.conn.execute("PRAGMA query_only=1")
+
+    def rows(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
+        return self.conn.execute(sql, params).fetchall()
+
+    def counter(self, key: str) -> int:
+        return int(self.rows(_SQL_COUNTER, (key,))[0][0])
+
+    @contextlib.contextmanager
+    def snapshot(self):  # type: ignore[no-untyped-def]
+        self.conn.execute("BEGIN")
+        try:
+            yield self
+        finally:
+            self.conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+_SQL_COUNTER = "SELECT value FROM counters WHERE key = ?"
+_SQL_GET = "SELECT rv, data FROM objects WHERE resource = ? AND namespace = ? AND name = ?"
+
+
 class Store:
     """Async access to the object table and the change log."""
 
@@ -146,6 +191,7 @@ class Store:
         self.write_latency: Callable[[float], None] | None = None
         # Encryption at rest (--encryption-provider-config): applied to object and change-log data only.
         self.encryption: EncryptionConfig | None = None
+        self._reader: _SqliteReader | None = None
 
     @property
     def is_postgres(self) -> bool:
@@ -162,6 +208,9 @@ class Store:
 
     async def open(self) -> None:
         await upgrade(self.engine)
+        path = _sqlite_file(self.url) if not self.is_postgres else None
+        if path is not None:
+            self._reader = _SqliteReader(path)
         self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
 
     async def close(self) -> None:
@@ -169,14 +218,21 @@ class Store:
             self._writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         await self.engine.dispose()
 
     # -- reads --------------------------------------------------------------------------------------
     async def current_rv(self) -> int:
+        if self._reader is not None:
+            return self._reader.counter(t.RESOURCE_VERSION)
         async with self.engine.connect() as conn:
             return await self._counter(conn, t.RESOURCE_VERSION)
 
     async def compacted_rv(self) -> int:
+        if self._reader is not None:
+            return self._reader.counter(t.COMPACTED)
         async with self.engine.connect() as conn:
             return await self._counter(conn, t.COMPACTED)
 
@@ -186,6 +242,13 @@ class Store:
         return int(result.scalar_one())
 
     async def get(self, resource: str, namespace: str, name: str) -> Stored | None:
+        if self._reader is not None:
+            found = self._reader.rows(_SQL_GET, (resource, namespace, name))
+            if not found:
+                return None
+            rv, raw = found[0]
+            data, stale = self._open(resource, namespace, name, raw)
+            return Stored(rv, data, stale=stale)
         o = t.objects.c
         query = select(o.rv, o.data).where(o.resource == resource, o.namespace == namespace, o.name == name)
         async with self.engine.connect() as conn:
@@ -205,6 +268,8 @@ class Store:
         name: str | None = None,
     ) -> ListPage:
         """Read the objects of one resource (optionally one namespace) in key order, from one snapshot."""
+        if self._reader is not None:
+            return self._list_sqlite(self._reader, resource, namespace, after, limit, name)
         o = t.objects.c
         query = select(o.namespace, o.name, o.data).where(o.resource == resource)
         if namespace is not None:
@@ -226,6 +291,40 @@ class Store:
         if more:
             rows = rows[:limit]
         return ListPage(rv, rows, more)
+
+    def _list_sqlite(
+        self,
+        reader: _SqliteReader,
+        resource: str,
+        namespace: str | None,
+        after: tuple[str, str] | None,
+        limit: int | None,
+        name: str | None,
+    ) -> ListPage:
+        sql = "SELECT namespace, name, data FROM objects WHERE resource = ?"
+        params: list[Any] = [resource]
+        if namespace is not None:
+            sql += " AND namespace = ?"
+            params.append(namespace)
+        if name is not None:
+            sql += " AND name = ?"
+            params.append(name)
+        if after is not None:
+            sql += " AND (namespace, name) > (?, ?)"
+            params += after
+        sql += " ORDER BY namespace, name"
+        if limit:
+            sql += " LIMIT ?"
+            params.append(limit + 1)
+        with reader.snapshot():
+            rv = reader.counter(t.RESOURCE_VERSION)
+            found = reader.rows(sql, tuple(params))
+        more = bool(limit) and len(found) > (limit or 0)
+        if more:
+            found = found[:limit]
+        if self.encryption is None:
+            return ListPage(rv, found, more)
+        return ListPage(rv, [(ns, nm, self._open(resource, ns, nm, data)[0]) for ns, nm, data in found], more)
 
     async def count(self, resource: str, namespace: str | None = None) -> int:
         o = t.objects.c
@@ -253,6 +352,38 @@ class Store:
 
     async def changes_since(self, after_rv: int, until_rv: int | None = None, limit: int = 5000) -> list[Change]:
         """Read the change log after `after_rv`, in order. Raises ResourceVersionExpired when compacted."""
+        if self._reader is not None:
+            rows = self._changes_sqlite(self._reader, after_rv, until_rv, limit)
+        else:
+            rows = await self._changes_db(after_rv, until_rv, limit)
+        return [
+            Change(
+                rv,
+                t.EVENT_NAMES[code],
+                resource,
+                namespace,
+                name,
+                self._open(resource, namespace, name, data)[0],
+            )
+            for rv, code, resource, namespace, name, data in rows
+        ]
+
+    @staticmethod
+    def _changes_sqlite(reader: _SqliteReader, after_rv: int, until_rv: int | None, limit: int) -> list[Any]:
+        sql = "SELECT rv, event, resource, namespace, name, data FROM changes WHERE rv > ?"
+        params: list[Any] = [after_rv]
+        if until_rv is not None:
+            sql += " AND rv <= ?"
+            params.append(until_rv)
+        sql += " ORDER BY rv LIMIT ?"
+        params.append(limit)
+        with reader.snapshot():
+            compacted = reader.counter(t.COMPACTED)
+            if after_rv < compacted:
+                raise ResourceVersionExpired(after_rv, compacted)
+            return reader.rows(sql, tuple(params))
+
+    async def _changes_db(self, after_rv: int, until_rv: int | None, limit: int) -> list[Any]:
         c = t.changes.c
         query = select(c.rv, c.event, c.resource, c.namespace, c.name, c.data).where(c.rv > after_rv)
         if until_rv is not None:
@@ -262,18 +393,7 @@ class Store:
             compacted = await self._counter(conn, t.COMPACTED)
             if after_rv < compacted:
                 raise ResourceVersionExpired(after_rv, compacted)
-            rows = (await conn.execute(query)).all()
-        return [
-            Change(
-                r.rv,
-                t.EVENT_NAMES[r.event],
-                r.resource,
-                r.namespace,
-                r.name,
-                self._open(r.resource, r.namespace, r.name, r.data)[0],
-            )
-            for r in rows
-        ]
+            return list((await conn.execute(query)).all())
 
     def _open(self, resource: str, namespace: str, name: str, data: bytes) -> tuple[bytes, bool]:
         """Stored bytes → object JSON, and whether they were sealed with an older key (stale)."""

@@ -188,6 +188,33 @@ BUILTIN_RESOURCES: tuple[ResourceType, ...] = (
         ["csr"],
         subs=["status", "approval"],
     ),
+    # admissionregistration.k8s.io/v1 and apiextensions.k8s.io/v1
+    _r(
+        "admissionregistration.k8s.io",
+        "v1",
+        "MutatingWebhookConfiguration",
+        "mutatingwebhookconfigurations",
+        False,
+        cats=["api-extensions"],
+    ),
+    _r(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingWebhookConfiguration",
+        "validatingwebhookconfigurations",
+        False,
+        cats=["api-extensions"],
+    ),
+    _r(
+        "apiextensions.k8s.io",
+        "v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        False,
+        ["crd", "crds"],
+        ["api-extensions"],
+        ["status"],
+    ),
     # authentication.k8s.io and authorization.k8s.io: reviews, answered and never stored
     _r("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", False, verbs=CREATE_ONLY_VERBS),
     _r("authentication.k8s.io", "v1", "SelfSubjectReview", "selfsubjectreviews", False, verbs=CREATE_ONLY_VERBS),

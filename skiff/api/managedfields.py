@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -316,20 +317,36 @@ def _compare_replaced(old: Any, new: Any, path: Path, lookup: PatchMetaLookup, o
 def encode_fields(paths: Iterable[Path]) -> dict[str, Any]:
     """The nested fieldsV1 dict of a set of paths, with kube's element order and "." markers."""
     tree: dict[str, Any] = {}
-    members: set[Path] = set(paths)
-    for path in members:
+    for path in paths:
         node = tree
         for element in path:
-            node = node.setdefault(element, {})
-    return _render(tree, (), members)
+            child = node.get(element)
+            if child is None:
+                child = node[element] = {}
+            node = child
+        if node is not tree:
+            node[_MEMBER] = True  # no element is spelled "." (they all start with a kind and a colon)
+    return _render(tree)
 
 
-def _render(tree: dict[str, Any], prefix: Path, members: set[Path]) -> dict[str, Any]:
+_MEMBER = "."
+
+
+def _render(tree: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    if prefix and prefix in members and tree:
-        out["."] = {}
-    for element in sorted(tree, key=element_sort_key):
-        out[element] = _render(tree[element], (*prefix, element), members)
+    if _MEMBER in tree:
+        if len(tree) == 1:
+            return out
+        out[_MEMBER] = {}
+        elements = [element for element in tree if element != _MEMBER]
+    else:
+        elements = list(tree)
+    if all(element.startswith("f:") for element in elements):
+        elements.sort()  # fields only: the plain string order is the order of their names
+    else:
+        elements.sort(key=element_sort_key)
+    for element in elements:
+        out[element] = _render(tree[element])
     return out
 
 
@@ -367,6 +384,7 @@ def _scalar_sort_key(value: Any) -> tuple[int, Any]:
     return (4, dumps_compact(value))
 
 
+@lru_cache(maxsize=8192)
 def element_sort_key(element: str) -> tuple[Any, ...]:
     kind, _, spelled = element.partition(":")
     rank = _ELEMENT_RANK.get(kind, 4)

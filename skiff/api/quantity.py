@@ -12,7 +12,7 @@ import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import total_ordering
+from functools import lru_cache, total_ordering
 
 QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
 FORMAT_ERROR = f"quantities must match the regular expression '{QUANTITY_PATTERN}'"
@@ -42,7 +42,7 @@ class Quantity:
     format: str = DECIMAL_SI
 
     def __str__(self) -> str:
-        return format_quantity(self.value, self.format)
+        return _format_cached(self.value, self.format)
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Quantity):
@@ -89,6 +89,9 @@ def parse_quantity(raw: object) -> Quantity:
     return _parse_text(raw.strip())
 
 
+# Objects repeat the same few quantities ("100m", "64Mi"); exact parsing with fractions is not cheap.
+# A Quantity is immutable, so one parsed value can be shared. Errors are not cached (they are raised).
+@lru_cache(maxsize=4096)
 def _parse_text(text: str) -> Quantity:
     match = re.match(QUANTITY_PATTERN, text)
     if not match:
@@ -135,6 +138,11 @@ def format_quantity(value: Fraction, fmt: str = DECIMAL_SI) -> str:
     if fmt == DECIMAL_EXPONENT:
         return f"{mantissa}e{exponent}" if exponent else str(mantissa)
     return f"{mantissa}{_DECIMAL_BY_EXPONENT[exponent]}"
+
+
+@lru_cache(maxsize=4096)
+def _format_cached(value: Fraction, fmt: str) -> str:
+    return format_quantity(value, fmt)
 
 
 def _format_binary(value: int) -> str:

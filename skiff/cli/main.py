@@ -11,6 +11,9 @@ COMPONENTS: dict[str, str] = {
     "apiserver": "apiserver.main",
     "kubelet": "kubelet_sim.main",
     "controller-manager": "controllers.manager",
+    "proxy": "proxy.main",
+    "dns": "skiff.dns.main",
+    "scheduler": "controllers.scheduler.main",
 }
 
 # Commands of the launcher and client themselves: (module, function).
@@ -20,6 +23,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("skiff.cli.up", "main_status"),
     "pki": ("skiff.cli.pki", "main"),
     "encryption": ("skiff.cli.encryption", "main"),
+    "trace": ("skiff.cli.trace", "main"),
+    "netpol": ("skiff.cli.netpol", "main"),
+    "routes": ("skiff.cli.routes", "main"),
 }
 
 USAGE = """usage: skiff <command> [flags]
@@ -33,9 +39,17 @@ Cluster administration:
   pki           the cluster CA, user and component identities (init, show, user, components, node)
   encryption    encryption at rest for Secrets (new-config, rewrite)
 
+Service networking:
+  trace         follow a connection from a pod through a node's proxy rules (endpoints, NetworkPolicy)
+  netpol        NetworkPolicy verdicts (check SRC DST PORT)
+  routes        print a node's proxy tables (iptables, IPVS or nftables mode)
+
 Components:
   apiserver           run the API server (HTTPS, SQLite or PostgreSQL)
   controller-manager  run the controllers (namespaces, node IPAM, service accounts, ...)
+  proxy               run the node network agent (service tables in iptables, IPVS or nftables mode)
+  dns                 serve cluster DNS for Services and pods (UDP and TCP)
+  scheduler           assign pending pods to nodes (filters, scores, binding, leader election)
 
 Run `skiff <command> --help` for a command's flags."""
 

@@ -24,7 +24,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.x509.oid import NameOID
 
-from apiserver.auth import pki as cluster_pki
+from skiff.pki import cluster as cluster_pki
+from skiff.pki.kubeconfig import write_kubeconfig
 
 DEFAULT_SERVER = "https://127.0.0.1:6443"
 NODE_GROUP = "system:nodes"
@@ -141,7 +142,7 @@ def issue(
     if not force and path.exists():
         return path, False
     cert_pem, key_pem = cluster_pki.issue_client_certificate(pki, identity.user, list(identity.groups), days)
-    cluster_pki.write_kubeconfig(path, server, pki.ca_pem(), cert_pem=cert_pem, key_pem=key_pem, user=identity.user)
+    write_kubeconfig(path, server, pki.ca_pem(), cert_pem=cert_pem, key_pem=key_pem, user=identity.user)
     return path, True
 
 

@@ -39,6 +39,23 @@ def component_specs(args: argparse.Namespace) -> list[ProcessSpec]:
     return [ProcessSpec("apiserver", "apiserver", apiserver)]
 
 
+def controller_manager_spec(args: argparse.Namespace) -> ProcessSpec:
+    """The controller-manager as `system:kube-controller-manager` (the kubeconfig `skiff pki components`
+    writes), signing CSRs with the cluster CA and service-account tokens with the cluster's key."""
+    pki, kubeconfigs = args.data_dir / "pki", args.data_dir / "kubeconfigs"
+    flags = ["controller-manager", "--kubeconfig", str(kubeconfigs / "controller-manager.kubeconfig"),
+             "--cluster-signing-cert-file", str(pki / "ca.crt"), "--cluster-signing-key-file", str(pki / "ca.key"),
+             "--service-account-private-key-file", str(pki / "sa.key")]  # fmt: skip
+    return ProcessSpec("controller-manager", "skiff", flags)
+
+
+def issue_component_identities(args: argparse.Namespace) -> None:
+    """Component kubeconfigs through `skiff pki components`; existing ones are kept."""
+    command = [sys.executable, "-m", "skiff", "pki", "components", "--data-dir", str(args.data_dir),
+               "--server", f"https://127.0.0.1:{args.port}"]  # fmt: skip
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+
+
 def node_name(index: int) -> str:
     return f"skiff-node-{index}"
 
@@ -54,6 +71,16 @@ def node_specs(args: argparse.Namespace) -> list[ProcessSpec]:
                  "--kubeconfig-dir", kubeconfigs, "--kubelet-port", str(args.kubelet_port)]  # fmt: skip
         specs.append(ProcessSpec(f"kubelet-{name}", "skiff", flags))
     return specs
+
+
+def proxy_spec(args: argparse.Namespace) -> ProcessSpec:
+    """One proxy process for all nodes, as `system:kube-proxy`; tables land under DATA/proxy/<node>/ (see
+    `skiff routes`). That identity may read Services, EndpointSlices and Nodes only, so NetworkPolicy
+    rendering is off here."""
+    kubeconfig = args.data_dir / "kubeconfigs" / "proxy.kubeconfig"
+    flags = ["proxy", "--kubeconfig", str(kubeconfig), "--nodes", str(args.nodes), "--node-prefix", "skiff-node-",
+             "--data-dir", str(args.data_dir), "--metrics-port", "0", "--network-policies", "false"]  # fmt: skip
+    return ProcessSpec("proxy", "skiff", flags)
 
 
 def issue_node_identities(args: argparse.Namespace) -> None:
@@ -128,10 +155,14 @@ async def run_foreground(args: argparse.Namespace) -> int:
         if not ready:
             print(f"skiff up: the cluster did not become ready; see {args.data_dir / 'logs'}", file=sys.stderr)
             return 1
+        await asyncio.to_thread(issue_component_identities, args)
+        await supervisor.start(controller_manager_spec(args))
+        write_state(args.data_dir, supervisor, args.port)
         if args.nodes:
             await asyncio.to_thread(issue_node_identities, args)
             for spec in node_specs(args):
                 await supervisor.start(spec)
+            await supervisor.start(proxy_spec(args))
             write_state(args.data_dir, supervisor, args.port)
         if not args.quiet:
             print_banner(args.data_dir, args.port, started)

@@ -34,6 +34,7 @@ PATCH_CONTENT_TYPES: dict[str, str] = {
     "apply": "application/apply-patch+yaml",
 }
 JSON = "application/json"
+PARTIAL_OBJECT_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_PAGE_SIZE = 500
 
@@ -282,14 +283,14 @@ class _BearerAuth(httpx.Auth):
 
 
 def _client_options(
-    config: ClientConfig, timeout: float, user_agent: str | None, max_connections: int
+    config: ClientConfig, timeout: float, user_agent: str | None, max_connections: int, accept: str = JSON
 ) -> dict[str, Any]:
     verify: Any = config.ssl_context() if config.server.startswith("https:") else True
     return {
         "base_url": config.server,
         "verify": verify,
         "auth": _BearerAuth(config),
-        "headers": {"User-Agent": user_agent or default_user_agent(), "Accept": JSON},
+        "headers": {"User-Agent": user_agent or default_user_agent(), "Accept": accept},
         "timeout": httpx.Timeout(timeout),
         "limits": httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
     }
@@ -487,11 +488,14 @@ class AsyncClient:
         user_agent: str | None = None,
         max_connections: int = 20,
         transport: httpx.AsyncBaseTransport | None = None,
+        accept: str = JSON,
     ) -> None:
+        # `accept` picks the representation of every reply, e.g. `PARTIAL_OBJECT_METADATA` for a client
+        # that only needs metadata (lists and watches of any resource then carry no spec or data).
         self.config = config
         self.requests = RequestBuilder(config.namespace, resources)
         self._timeout = timeout
-        options = _client_options(config, timeout, user_agent, max_connections)
+        options = _client_options(config, timeout, user_agent, max_connections, accept)
         self._http = httpx.AsyncClient(transport=transport, **options)
 
     async def send(self, request: ApiRequest) -> dict[str, Any]:

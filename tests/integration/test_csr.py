@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from apiserver.auth.pki import write_kubeconfig
+from skiff.pki.kubeconfig import write_kubeconfig
 from tests.support import REPO_ROOT, ApiServer, Kubectl, kubectl_binary
 
 CLIENT = "kubernetes.io/kube-apiserver-client"
@@ -32,8 +32,10 @@ def signer(apiserver: ApiServer) -> Iterator[subprocess.Popen[bytes]]:
     log = open(apiserver.data_dir / "csr-signer.log", "ab")  # noqa: SIM115 - the child process owns it
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "controllers.csr_signer", "--kubeconfig", str(apiserver.kubeconfig),
-            "--ca-cert", str(apiserver.ca_cert), "--ca-key", str(apiserver.data_dir / "pki" / "ca.key"),
+            sys.executable, "-m", "controllers.manager", "--kubeconfig", str(apiserver.kubeconfig),
+            "--controllers", "csrsigning", "--leader-elect", "false",
+            "--cluster-signing-cert-file", str(apiserver.ca_cert),
+            "--cluster-signing-key-file", str(apiserver.data_dir / "pki" / "ca.key"),
         ],
         stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
     )  # fmt: skip
@@ -67,6 +69,15 @@ def manifest(name: str, request_pem: bytes, signer: str = CLIENT, **spec: object
 
 def get_csr(kubectl: Kubectl, name: str) -> dict:
     return json.loads(kubectl("get", "csr", name, "-o", "json"))
+
+
+def wait_condition(kubectl: Kubectl, name: str, condition: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition in condition_types(get_csr(kubectl, name)):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{name} never got a {condition} condition: {get_csr(kubectl, name)}")
 
 
 def wait_issued(kubectl: Kubectl, name: str, timeout: float = 20) -> x509.Certificate:
@@ -134,13 +145,14 @@ def test_denied_failed_and_foreign_requests_get_no_certificate(
     kubectl("create", "-f", "-", input=manifest("foreign", foreign_pem, "example.com/custom"))
     kubectl("certificate", "approve", "foreign")
 
-    # The signer handles requests in order, so once this one is issued it has seen the others.
+    # Once this one is issued (and the refusal recorded) the signer has seen the others.
     _key, node_pem = key_and_request("system:node:worker-1", ["system:nodes"])
     kubectl("create", "-f", "-", input=manifest("node-worker-1", node_pem, KUBELET))
     kubectl("certificate", "approve", "node-worker-1")
     node_cert = wait_issued(kubectl, "node-worker-1")
     assert node_cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value == "system:nodes"
 
+    wait_condition(kubectl, "fake-node", "Failed")
     denied = get_csr(kubectl, "mallory")
     assert condition_types(denied) == ["Denied"] and "certificate" not in denied.get("status", {})
     failed = get_csr(kubectl, "fake-node")

@@ -13,7 +13,8 @@ import httpx
 import pytest
 import yaml
 
-from apiserver.auth.pki import ClusterPki, issue_client_certificate, write_kubeconfig
+from skiff.pki.cluster import ClusterPki, issue_client_certificate
+from skiff.pki.kubeconfig import write_kubeconfig
 from tests.support import ApiServer, Kubectl, free_port, kubectl_binary
 
 RBAC = "/apis/rbac.authorization.k8s.io/v1"

@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from apiserver.auth.tokens import ServiceAccountKeys, issue_legacy_token
+from skiff.pki.tokens import ServiceAccountKeys, issue_legacy_token
 from tests.support import ApiServer, Kubectl, free_port, kubectl_binary
 
 MAX_EXPIRATION = 7200

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 import yaml
 
-from apiserver.auth.pki import ClusterPki, ensure_cluster_pki, identity_from_certificate
 from skiff.client import kubeconfig as kubeconfig_module
 from skiff.client.kubeconfig import (
     ClientConfig,
@@ -20,6 +19,7 @@ from skiff.client.kubeconfig import (
     in_cluster_config,
     load_kubeconfig,
 )
+from skiff.pki.cluster import ClusterPki, ensure_cluster_pki, identity_from_certificate
 
 
 @pytest.fixture(scope="module")

@@ -16,14 +16,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from apiserver.auth.pki import (
+from skiff.pki.cluster import (
     ClusterPki,
     ensure_cluster_pki,
     identity_from_certificate,
     issue_client_certificate,
     sign_csr,
-    write_kubeconfig,
 )
+from skiff.pki.kubeconfig import write_kubeconfig
 
 SERVER_URL = "https://127.0.0.1:6443"
 

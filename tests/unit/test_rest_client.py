@@ -16,11 +16,11 @@ import orjson
 import pytest
 import uvicorn
 
-from apiserver.auth.pki import ClusterPki, ensure_cluster_pki
 from skiff.api.errors import ApiError, not_found
 from skiff.api.kinds import BUILTINS, ResourceType
 from skiff.client.kubeconfig import ClientConfig, load_kubeconfig
 from skiff.client.rest import AsyncClient, Client, resource_path
+from skiff.pki.cluster import ClusterPki, ensure_cluster_pki
 
 POD = ("v1", "Pod")
 DEPLOYMENT = ("apps/v1", "Deployment")

@@ -17,14 +17,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from apiserver.admission.serviceaccount import TOKEN_MOUNT_PATH, mount_token, should_automount
 from apiserver.auth.oidc import OidcAuthenticator, OidcSettings
-from apiserver.auth.tokens import (
+from apiserver.auth.tokens import PODS, SECRETS, SERVICE_ACCOUNTS, ServiceAccountTokenAuthenticator
+from skiff.pki.tokens import (
     DEFAULT_ISSUER,
-    PODS,
-    SECRETS,
-    SERVICE_ACCOUNTS,
     BoundObject,
     ServiceAccountKeys,
-    ServiceAccountTokenAuthenticator,
     issue_bound_token,
     issue_legacy_token,
     key_id,

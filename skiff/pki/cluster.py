@@ -8,18 +8,15 @@ newly requested host name or address is missing from it (or when it nears expiry
 
 from __future__ import annotations
 
-import base64
 import datetime
 import ipaddress
 import os
 import socket
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import yaml
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -27,8 +24,10 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from skiff.pki.files import write_file_atomically
+from skiff.pki.kubeconfig import ADMIN_USER, kubeconfig_bytes
+
 CA_COMMON_NAME = "skiff-ca"
-ADMIN_USER = "skiff-admin"
 ADMIN_GROUP = "system:masters"
 CA_VALIDITY_DAYS = 3650
 SERVING_VALIDITY_DAYS = 365
@@ -83,22 +82,6 @@ class ClusterPki:
 
 # ---------------------------------------------------------------------------------------------------
 # Files
-
-
-def write_file_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write `data` so that readers see the old file or the new one, never a torn or world-readable one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
 
 
 def _private_key_pem(key: PrivateKey) -> bytes:
@@ -412,63 +395,3 @@ def identity_from_certificate(der: bytes) -> tuple[str, list[str]]:
     user = str(common_names[0].value) if common_names else ""
     groups = [str(a.value) for a in subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)]
     return user, groups
-
-
-# ---------------------------------------------------------------------------------------------------
-# Kubeconfig
-
-
-def kubeconfig_bytes(
-    server_url: str,
-    ca_pem: bytes,
-    cert_pem: bytes | None = None,
-    key_pem: bytes | None = None,
-    token: str | None = None,
-    user: str = ADMIN_USER,
-    cluster: str = "skiff",
-    context: str = "skiff",
-    namespace: str | None = None,
-) -> bytes:
-    """A one-cluster, one-user kubeconfig document with every credential embedded."""
-
-    def b64(data: bytes) -> str:
-        return base64.b64encode(data).decode("ascii")
-
-    credentials: dict[str, str] = {}
-    if cert_pem is not None:
-        credentials["client-certificate-data"] = b64(cert_pem)
-    if key_pem is not None:
-        credentials["client-key-data"] = b64(key_pem)
-    if token is not None:
-        credentials["token"] = token
-    context_body: dict[str, str] = {"cluster": cluster, "user": user}
-    if namespace:
-        context_body["namespace"] = namespace
-    document = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": cluster, "cluster": {"server": server_url, "certificate-authority-data": b64(ca_pem)}}],
-        "users": [{"name": user, "user": credentials}],
-        "contexts": [{"name": context, "context": context_body}],
-        "current-context": context,
-        "preferences": {},
-    }
-    return yaml.safe_dump(document, sort_keys=False).encode()
-
-
-def write_kubeconfig(
-    path: Path,
-    server_url: str,
-    ca_pem: bytes,
-    cert_pem: bytes | None = None,
-    key_pem: bytes | None = None,
-    token: str | None = None,
-    user: str = ADMIN_USER,
-    cluster: str = "skiff",
-    context: str = "skiff",
-    namespace: str | None = None,
-) -> Path:
-    """Write a kubeconfig (mode 0600: it holds credentials) and return its path."""
-    content = kubeconfig_bytes(server_url, ca_pem, cert_pem, key_pem, token, user, cluster, context, namespace)
-    write_file_atomically(Path(path), content)
-    return Path(path)

@@ -1,0 +1,3 @@
+from skiff.dns.main import main
+
+main()
