@@ -224,6 +224,7 @@ class ApiServerEndpoints:
     async def run_forever(self) -> None:
         while True:
             try:
+                await ensure_kubernetes_service(self.state)  # put back if someone deleted it
                 await self.renew()
                 await self.reconcile()
             except Exception:

@@ -40,6 +40,7 @@ PODS = ("v1", "Pod")
 BURST_REPLICAS = 500
 SLOW_START_INITIAL_BATCH = 1
 REPLICA_FAILURE = "ReplicaFailure"
+CONFLICT_RETRY_SECONDS = 1.0
 
 Obj = dict[str, Any]
 
@@ -219,6 +220,16 @@ class ReplicaSetController:
     # -- sync -------------------------------------------------------------------------------------
 
     async def reconcile(self, key: str) -> float | None:
+        try:
+            return await self._sync(key)
+        except ApiError as error:
+            if error.code != 409 or error.reason == "AlreadyExists":
+                raise
+            # Something newer than our cache exists; its watch event brings the key back.
+            log.info("replicaset %s: %s; retrying with the newer version", key, error)
+            return CONFLICT_RETRY_SECONDS
+
+    async def _sync(self, key: str) -> float | None:
         namespace, _, name = key.rpartition("/")
         rs = self.replicasets.get(namespace, name)
         if rs is None:

@@ -12,7 +12,7 @@ the node's pods. Headless Services get nothing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from proxy import names
@@ -24,12 +24,12 @@ from proxy.render import (
     LOAD_BALANCER,
     NODE_PORT,
     Choice,
+    Columns,
     Entry,
     Explanation,
     Fragment,
     Tables,
     join_sections,
-    sum_counts,
 )
 
 NODEPORTS_RULE = (
@@ -247,7 +247,9 @@ def policy_lines(rules: Sequence[PodRules]) -> tuple[list[str], list[str], list[
     return decls, dispatch_egress + dispatch_ingress, body
 
 
-def filter_table(services: list[str], external: list[str], policies: Fragment, count: int) -> tuple[list[str], int]:
+def filter_table(
+    services: Sequence[str], external: Sequence[str], policies: Fragment, count: int
+) -> tuple[list[str], int]:
     chunks = ["*filter\n"]
     chunks += [f":{chain} - [0:0]\n" for chain in FILTER_CHAINS]
     chunks.append(policies.sections.get("filter_decl", ""))
@@ -305,25 +307,25 @@ class IptablesRenderer:
             {"filter": len(dispatch) + len(body)},
         )
 
-    def nat_table(self, fragments: Sequence[Fragment], ctx: NodeContext) -> tuple[list[str], int]:
+    def nat_table(self, columns: Columns, totals: Mapping[str, int], ctx: NodeContext) -> tuple[list[str], int]:
         chunks = ["*nat\n"]
         chunks += [f":{chain} - [0:0]\n" for chain in NAT_CHAINS]
-        chunks += join_sections(fragments, "nat_decl")
+        chunks += join_sections(columns, "nat_decl")
         chunks.append(masquerade_rules(ctx))
-        chunks += join_sections(fragments, "nat_services")
+        chunks += join_sections(columns, "nat_services")
         chunks.append(NODEPORTS_RULE)
-        chunks += join_sections(fragments, "nat_nodeports")
-        chunks += join_sections(fragments, "nat_chains")
+        chunks += join_sections(columns, "nat_nodeports")
+        chunks += join_sections(columns, "nat_chains")
         chunks.append("COMMIT\n")
-        return chunks, sum_counts(fragments, "nat") + 5
+        return chunks, totals.get("nat", 0) + 5
 
-    def assemble(self, fragments: Sequence[Fragment], policies: Fragment, ctx: NodeContext) -> Tables:
-        nat, nat_count = self.nat_table(fragments, ctx)
+    def assemble(self, columns: Columns, totals: Mapping[str, int], policies: Fragment, ctx: NodeContext) -> Tables:
+        nat, nat_count = self.nat_table(columns, totals, ctx)
         filter_chunks, filter_count = filter_table(
-            join_sections(fragments, "filter_services"),
-            join_sections(fragments, "filter_external"),
+            join_sections(columns, "filter_services"),
+            join_sections(columns, "filter_external"),
             policies,
-            sum_counts(fragments, "filter"),
+            totals.get("filter", 0),
         )
         return Tables(
             ctx.name,

@@ -11,7 +11,9 @@ carries the NetworkPolicy filter chains. Rendered as `ipvsadm -Sn`, `ipset save`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from itertools import chain
+from typing import Any
 
 from proxy.iptables import IptablesRenderer, filter_table
 from proxy.model import Endpoint, NodeContext, ServicePort
@@ -22,13 +24,13 @@ from proxy.render import (
     LOAD_BALANCER,
     NODE_PORT,
     Choice,
+    Columns,
     Entry,
     Explanation,
     Fragment,
     Tables,
     join_sections,
     shares,
-    sum_counts,
 )
 
 SCHEDULERS = ("rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "mh")
@@ -171,33 +173,38 @@ class IpvsRenderer:
             addresses.append(sp.cluster_ip)
             addresses += sp.external_ips
             addresses += sp.load_balancer_ips
-        sections = {"ipvs": "".join(servers), "addresses": "\n".join(dict.fromkeys(addresses))}
+        # Addresses and loop-back entries can be shared between Services: kept as tuples, de-duplicated
+        # when the tables are assembled.
+        sections: dict[str, Any] = {
+            "ipvs": "".join(servers),
+            "addresses": tuple(f"    inet {ip}/32 scope global kube-ipvs0\n" for ip in dict.fromkeys(addresses)),
+            "loopback": tuple(sets.pop("KUBE-LOOP-BACK", {})),
+        }
         sections.update(("set:" + name, "".join(lines)) for name, lines in sets.items())
-        counts = {"ipvs": len(servers) - real, "ipvs-real": real, "ipset": sum(len(v) for v in sets.values())}
+        counts = {"ipvs": len(servers) - real, "ipvs-real": real}
+        counts.update(("set:" + name, len(lines)) for name, lines in sets.items())
         return Fragment(sections, counts)
 
     def render_policies(self, rules: Sequence[PodRules], ctx: NodeContext) -> Fragment:
         return self._policies.render_policies(rules, ctx)
 
-    def assemble(self, fragments: Sequence[Fragment], policies: Fragment, ctx: NodeContext) -> Tables:
+    def assemble(self, columns: Columns, totals: Mapping[str, int], policies: Fragment, ctx: NodeContext) -> Tables:
         ipsets: list[str] = []
         entry_count = 0
         for name, kind in IPSETS.items():
             ipsets.append(f"create {name} {kind}\n")
-            entries = join_sections(fragments, "set:" + name)
             if name == "KUBE-LOOP-BACK":
-                # One pod may back several Services on the same port: a set holds each entry once.
-                entries = list(dict.fromkeys("".join(entries).splitlines(keepends=True)))
+                entries: Sequence[str] = list(dict.fromkeys(chain.from_iterable(join_sections(columns, "loopback"))))
+                entry_count += len(entries)
+            else:
+                entries = join_sections(columns, "set:" + name)
+                entry_count += totals.get("set:" + name, 0)
             ipsets += entries
-            entry_count += sum(e.count("\n") for e in entries)
-        seen: dict[str, None] = {}
-        for text in join_sections(fragments, "addresses"):
-            seen.update(dict.fromkeys(text.split("\n")))
         interface = ["kube-ipvs0: <BROADCAST,NOARP> mtu 1500 qdisc noop state DOWN group default\n"]
-        interface += [f"    inet {ip}/32 scope global kube-ipvs0\n" for ip in seen]
+        interface += dict.fromkeys(chain.from_iterable(join_sections(columns, "addresses")))
         filter_chunks, filter_count = filter_table([], [], policies, 0)
         files = {
-            "ipvs.rules": join_sections(fragments, "ipvs"),
+            "ipvs.rules": list(join_sections(columns, "ipvs")),
             "ipset.rules": ipsets,
             "kube-ipvs0.addr": interface,
             "ipvs-iptables.rules": [*filter_chunks, nat_table(ctx)],
@@ -209,8 +216,8 @@ class IpvsRenderer:
             "ipvs-iptables.rules": "iptables-save",
         }
         counts = {
-            "ipvs": sum_counts(fragments, "ipvs"),
-            "ipvs-real": sum_counts(fragments, "ipvs-real"),
+            "ipvs": totals.get("ipvs", 0),
+            "ipvs-real": totals.get("ipvs-real", 0),
             "ipset": entry_count,
             "filter": filter_count,
             "nat": NAT_RULE_COUNT,

@@ -22,7 +22,7 @@ DEFAULT_AFFINITY_SECONDS = 10800
 KubeObject = dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Endpoint:
     ip: str
     port: int
@@ -31,10 +31,10 @@ class Endpoint:
     serving: bool = True
     terminating: bool = False
     pod: str = ""  # "namespace/name" from targetRef, when the endpoint is a pod
+    address: str = field(init=False)  # "ip:port"
 
-    @property
-    def address(self) -> str:
-        return f"{self.ip}:{self.port}"
+    def __post_init__(self) -> None:
+        self.address = f"{self.ip}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -109,11 +109,6 @@ def usable(endpoints: tuple[Endpoint, ...]) -> tuple[Endpoint, ...]:
     return tuple(e for e in endpoints if e.serving and e.terminating)
 
 
-def _condition(conditions: dict[str, Any], name: str, default: bool) -> bool:
-    value = conditions.get(name)
-    return default if value is None else bool(value)
-
-
 def slice_endpoints(slices: Iterable[KubeObject], port_name: str, protocol: str) -> tuple[Endpoint, ...]:
     """The endpoints for one service port, deduplicated by address and sorted as kube-proxy sorts them."""
     found: dict[str, Endpoint] = {}
@@ -127,22 +122,25 @@ def slice_endpoints(slices: Iterable[KubeObject], port_name: str, protocol: str)
                 break
         if number is None:
             continue
+        port = int(number)
         for item in endpoint_slice.get("endpoints") or []:
             addresses = item.get("addresses") or []
             if not addresses:
                 continue
             conditions = item.get("conditions") or {}
-            ready = _condition(conditions, "ready", True)
-            ref = item.get("targetRef") or {}
-            pod = f"{ref.get('namespace') or ''}/{ref.get('name')}" if ref.get("kind") == "Pod" else ""
+            ready = conditions.get("ready")
+            ready = True if ready is None else bool(ready)
+            serving = conditions.get("serving")
+            ref = item.get("targetRef")
+            pod = f"{ref.get('namespace') or ''}/{ref.get('name')}" if ref and ref.get("kind") == "Pod" else ""
             endpoint = Endpoint(
-                ip=addresses[0],
-                port=int(number),
-                node=item.get("nodeName") or "",
-                ready=ready,
-                serving=_condition(conditions, "serving", ready),
-                terminating=_condition(conditions, "terminating", False),
-                pod=pod,
+                addresses[0],
+                port,
+                item.get("nodeName") or "",
+                ready,
+                ready if serving is None else bool(serving),
+                bool(conditions.get("terminating")),
+                pod,
             )
             found.setdefault(endpoint.address, endpoint)
     return tuple(found[address] for address in sorted(found))

@@ -11,7 +11,7 @@ traffic that has no local endpoint). NetworkPolicies of the node's pods are enfo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from proxy import names
@@ -23,13 +23,13 @@ from proxy.render import (
     LOAD_BALANCER,
     NODE_PORT,
     Choice,
+    Columns,
     Entry,
     Explanation,
     Fragment,
     Tables,
     join_sections,
     shares,
-    sum_counts,
 )
 
 SERVICES_RULE = "ip daddr . meta l4proto . th dport vmap @service-ips"
@@ -249,23 +249,23 @@ class NftablesRenderer:
         count = len(dispatch) + sum(c.count("\n") - 2 for c in chains) + 1
         return Fragment({"chains": text}, {"rules": count})
 
-    def assemble(self, fragments: Sequence[Fragment], policies: Fragment, ctx: NodeContext) -> Tables:
+    def assemble(self, columns: Columns, totals: Mapping[str, int], policies: Fragment, ctx: NodeContext) -> Tables:
         mark = ctx.masquerade_mark
         out = ["table ip kube-proxy {\n", '\tcomment "rules for kube-proxy"\n']
         out.append('\tset cluster-ips {\n\t\ttype ipv4_addr\n\t\tcomment "Active ClusterIPs"\n')
-        ips = join_sections(fragments, "cluster-ips")
-        out += ["\t\telements = {\n", *ips, "\t\t}\n"] if ips else []
+        ips = join_sections(columns, "cluster-ips")
+        out += ["\t\telements = {\n", *ips, "\t\t}\n"] if any(ips) else []
         out.append("\t}\n")
         out.append('\tset nodeport-ips {\n\t\ttype ipv4_addr\n\t\tcomment "IPs that accept NodePort traffic"\n')
         if ctx.ips:
             out += ["\t\telements = {\n", *(f"\t\t\t{ip},\n" for ip in ctx.ips), "\t\t}\n"]
         out.append("\t}\n")
-        out += join_sections(fragments, "sets")
+        out += join_sections(columns, "sets")
         for name in MAPS:
             kind, note = MAPS[name]
             out.append(f'\tmap {name} {{\n\t\ttype {kind}\n\t\tcomment "{note}"\n')
-            elements = join_sections(fragments, "map:" + name)
-            out += ["\t\telements = {\n", *elements, "\t\t}\n"] if elements else []
+            elements = join_sections(columns, "map:" + name)
+            out += ["\t\telements = {\n", *elements, "\t\t}\n"] if any(elements) else []
             out.append("\t}\n")
         fixed = [
             ("filter-prerouting", ["type filter hook prerouting priority dstnat - 10; policy accept;"]),
@@ -312,12 +312,12 @@ class NftablesRenderer:
         ]
         out += [chain(name, rules) for name, rules in fixed]
         out.append(policies.sections.get("chains", ""))
-        out += join_sections(fragments, "chains")
+        out += join_sections(columns, "chains")
         out.append("}\n")
         fixed_rules = sum(len([r for r in rules if "hook" not in r]) for _n, rules in fixed)
         counts = {
-            "rules": sum_counts(fragments, "rules") + fixed_rules + policies.counts.get("rules", 0),
-            "elements": sum_counts(fragments, "elements") + len(ctx.ips),
+            "rules": totals.get("rules", 0) + fixed_rules + policies.counts.get("rules", 0),
+            "elements": totals.get("elements", 0) + len(ctx.ips),
         }
         return Tables(
             ctx.name, self.mode, {self.file_name: out}, counts, {self.file_name: "nft list table ip kube-proxy"}

@@ -1,17 +1,18 @@
 """What every proxy mode's renderer shares: per-Service fragments, assembled tables, trace explanations.
 
-A renderer turns one Service's ports (for one node) into a `Fragment` of named sections, and assembles
-the fragments of all Services, in order, with the fixed parts of its tables into `Tables`. Because the
-fragments are kept, a change to one Service re-renders only its fragment; assembly only joins strings.
+A renderer turns one Service's ports (for one node) into a `Fragment` of named sections. The proxier keeps
+each section as a column (that section of every Service, in Service order) with running rule counts, and
+the renderer assembles the columns with the fixed parts of its tables into `Tables`. A change to one
+Service re-renders only its fragment and replaces its entries in the columns; assembly only concatenates.
 `explain` answers, with the very lines `render` writes, what happens to a packet sent to one of a
 Service's addresses — `skiff trace` shows that.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from proxy.model import Endpoint, NodeContext, ServicePort
 from proxy.netpol import PodRules
@@ -21,7 +22,7 @@ CLUSTER_IP, NODE_PORT, LOAD_BALANCER, EXTERNAL_IP = "cluster IP", "node port", "
 
 @dataclass(slots=True)
 class Fragment:
-    sections: dict[str, str]
+    sections: dict[str, Any]  # mostly text; a renderer may keep structured parts it merges on assembly
     counts: dict[str, int]
 
 
@@ -81,17 +82,16 @@ class Renderer(Protocol):
 
     def render_policies(self, rules: Sequence[PodRules], ctx: NodeContext) -> Fragment: ...
 
-    def assemble(self, fragments: Sequence[Fragment], policies: Fragment, ctx: NodeContext) -> Tables: ...
+    def assemble(self, columns: Columns, totals: Mapping[str, int], policies: Fragment, ctx: NodeContext) -> Tables: ...
 
     def explain(self, port: ServicePort, ctx: NodeContext, entry: Entry) -> Explanation: ...
 
 
-def join_sections(fragments: Sequence[Fragment], name: str) -> list[str]:
-    return [text for f in fragments if (text := f.sections.get(name))]
+Columns = Mapping[str, Sequence[Any]]  # section name → that section of every Service, in Service order
 
 
-def sum_counts(fragments: Sequence[Fragment], table: str) -> int:
-    return sum(f.counts.get(table, 0) for f in fragments)
+def join_sections(columns: Columns, name: str) -> Sequence[Any]:
+    return columns.get(name) or ()
 
 
 def shares(count: int) -> list[float]:

@@ -44,6 +44,7 @@ class ClusterState:
         self.objects: dict[str, dict[str, KubeObject]] = {kind: {} for kind in KINDS}
         self.slices_by_service: dict[str, set[str]] = {}
         self.pods_by_ip: dict[str, str] = {}
+        self._ports: dict[str, list[ServicePort]] = {}  # built once per change, shared by every node
 
     # -- writes -------------------------------------------------------------------------------------
 
@@ -67,6 +68,7 @@ class ClusterState:
 
     def _changed(self, kind: str, key: str, old: KubeObject | None, new: KubeObject | None) -> set[str]:
         if kind == SERVICE:
+            self._ports.pop(key, None)
             return {"service:" + key}
         if kind == SLICE:
             affected = set()
@@ -76,6 +78,8 @@ class ClusterState:
                     affected.add("service:" + service)
             before = _slice_service(old) if old is not None else None
             after = _slice_service(new) if new is not None else None
+            for item in affected:
+                self._ports.pop(item.removeprefix("service:"), None)
             if before is not None:
                 self.slices_by_service.get(before, set()).discard(key)
             if after is not None:
@@ -118,8 +122,12 @@ class ClusterState:
         return [slices[k] for k in sorted(self.slices_by_service.get(service_key, ())) if k in slices]
 
     def service_ports(self, service_key: str) -> list[ServicePort]:
-        service = self.services.get(service_key)
-        return [] if service is None else service_ports(service, self.slices_for(service_key))
+        found = self._ports.get(service_key)
+        if found is None:
+            service = self.services.get(service_key)
+            found = [] if service is None else service_ports(service, self.slices_for(service_key))
+            self._ports[service_key] = found
+        return found
 
     def all_service_ports(self) -> list[ServicePort]:
         return [sp for key in sorted(self.services) for sp in self.service_ports(key)]

@@ -375,6 +375,7 @@ def build_resources(
             verbs=ALL_VERBS,
             list_kind=list_kind,
             singular=accepted.get("singular") or kind.lower(),
+            extra={"strategicMergePatch": "false"},
         )
         schema = (version.get("schema") or {}).get("openAPIV3Schema") or {"type": "object"}
         strategy = CustomResourceStrategy(

@@ -157,10 +157,18 @@ class _GroupVersionPaths:
         for path, params, operation in _watch_operations(resource, verbs, names, gvk, self.prefix):
             self.add(path, params, operation)
         for operation in _item_operations(verbs, names, gvk, kind_name):
-            self.add(item, ("name", *ns_params), operation)
+            self.add(item, ("name", *ns_params), _patch_types_of(resource, operation))
         for subresource in resource.subresources:
             for operation in _subresource_operations(resource, subresource, verbs, names, gvk, kind_name):
-                self.add(f"{item}/{subresource}", ("name", *ns_params), operation)
+                self.add(f"{item}/{subresource}", ("name", *ns_params), _patch_types_of(resource, operation))
+
+
+def _patch_types_of(resource: ResourceType, operation: Operation) -> Operation:
+    """Custom resources take no strategic merge patch (ResourceType.extra says so); kubectl apply reads
+    the PATCH operation's media types to choose between a strategic and a JSON merge patch."""
+    if operation.method == "patch" and resource.extra.get("strategicMergePatch") == "false":
+        operation.consumes = tuple(media for media in operation.consumes if "strategic" not in media)
+    return operation
 
 
 class _OperationNames:

@@ -22,6 +22,7 @@ log = logging.getLogger("skiff.controller.deployment")
 DEPLOYMENTS = ("apps/v1", "Deployment")
 REPLICASETS = ("apps/v1", "ReplicaSet")
 PODS = ("v1", "Pod")
+CONFLICT_RETRY_SECONDS = 1.0
 
 Obj = dict[str, Any]
 
@@ -109,6 +110,16 @@ class DeploymentController:
     # -- sync -------------------------------------------------------------------------------------
 
     async def reconcile(self, key: str) -> float | None:
+        try:
+            return await self._sync(key)
+        except ApiError as error:
+            if error.code != 409:
+                raise
+            # Something newer than our cache exists; its watch event brings the key back.
+            log.info("deployment %s: %s; retrying with the newer version", key, error)
+            return CONFLICT_RETRY_SECONDS
+
+    async def _sync(self, key: str) -> float | None:
         namespace, _, name = key.rpartition("/")
         deployment = self.deployments.get(namespace, name)
         if deployment is None:

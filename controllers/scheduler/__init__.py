@@ -12,5 +12,6 @@ could help.
 Modules: `resources` (quantities as integers), `podinfo` (what a pod asks for), `nodeinfo` and `cache`
 (per-node aggregates and the assume cache), `framework` (the plugin interfaces), `plugins/` (filters and
 scores), `algorithm` (filter, score, pick), `failure` (the unschedulable message), `queue` (the scheduling
-queue with backoff), `binder` (API writes), `scheduler` (the loop) and `main` (flags, leader election).
+queue with backoff), `binder` and `recorder` (API writes and events), `scheduler` (the loop) and `main` (flags, leader
+election).
 """

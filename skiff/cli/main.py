@@ -26,6 +26,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "trace": ("skiff.cli.trace", "main"),
     "netpol": ("skiff.cli.netpol", "main"),
     "routes": ("skiff.cli.routes", "main"),
+    "get": ("skiff.cli.client.get", "main"),
+    "describe": ("skiff.cli.client.describe", "main"),
+    "apply": ("skiff.cli.client.apply", "main_apply"),
+    "create": ("skiff.cli.client.apply", "main_create"),
+    "delete": ("skiff.cli.client.delete", "main"),
+    "wait": ("skiff.cli.client.wait", "main"),
 }
 
 USAGE = """usage: skiff <command> [flags]

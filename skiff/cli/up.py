@@ -56,6 +56,12 @@ def issue_component_identities(args: argparse.Namespace) -> None:
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
 
 
+def scheduler_spec(args: argparse.Namespace) -> ProcessSpec:
+    """The scheduler, as system:kube-scheduler (its `skiff pki components` kubeconfig)."""
+    kubeconfig = args.data_dir / "kubeconfigs" / "scheduler.kubeconfig"
+    return ProcessSpec("scheduler", "skiff", ["scheduler", "--kubeconfig", str(kubeconfig)])
+
+
 def node_name(index: int) -> str:
     return f"skiff-node-{index}"
 
@@ -157,6 +163,7 @@ async def run_foreground(args: argparse.Namespace) -> int:
             return 1
         await asyncio.to_thread(issue_component_identities, args)
         await supervisor.start(controller_manager_spec(args))
+        await supervisor.start(scheduler_spec(args))
         write_state(args.data_dir, supervisor, args.port)
         if args.nodes:
             await asyncio.to_thread(issue_node_identities, args)

@@ -35,6 +35,7 @@ PATCH_CONTENT_TYPES: dict[str, str] = {
 }
 JSON = "application/json"
 PARTIAL_OBJECT_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
 DEFAULT_TIMEOUT_SECONDS = 30.0
 DEFAULT_PAGE_SIZE = 500
 
@@ -76,9 +77,14 @@ class ApiRequest:
     params: Query = field(default_factory=list)
     body: bytes | None = None
     content_type: str | None = None
+    # Overrides the client's Accept header, e.g. for a server-side Table (`TABLE`).
+    accept: str | None = None
 
     def headers(self) -> dict[str, str]:
-        return {"Content-Type": self.content_type} if self.content_type else {}
+        headers = {"Content-Type": self.content_type} if self.content_type else {}
+        if self.accept:
+            headers["Accept"] = self.accept
+        return headers
 
 
 def _query(**values: str | int | bool | None) -> Query:
@@ -330,6 +336,25 @@ class Client:
             headers=request.headers(),
         )
         return _decode(response)
+
+    def open(self, request: ApiRequest, stream: bool = False) -> httpx.Response:
+        """Send a request and return the raw reply (for text such as pod logs, or a stream to iterate and
+        close); non-2xx replies raise `ApiError`. Streams have no read timeout."""
+        timeout = _watch_timeout(self._timeout) if stream else httpx.USE_CLIENT_DEFAULT
+        prepared = self._http.build_request(
+            request.method,
+            request.path,
+            params=request.params,
+            content=request.body,
+            headers=request.headers(),
+            timeout=timeout,
+        )
+        response = self._http.send(prepared, stream=stream)
+        if not response.is_success:
+            response.read()
+            response.close()
+            raise error_from_response(response)
+        return response
 
     def get_path(self, path: str, params: Iterable[tuple[str, str]] = ()) -> dict[str, Any]:
         """GET a non-resource path such as `/version` or `/apis`."""

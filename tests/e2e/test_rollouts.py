@@ -207,10 +207,11 @@ class PodCensus(threading.Thread):
         self.server, self.ns, self.app = server, ns, app
         self.pods: dict[str, dict[str, Any]] = {}
         self.most_pods = 0
+        self.most_templates = 0
         self.fewest_available: int | None = None
         self.events = 0
         self.failure: BaseException | None = None
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._listed = threading.Event()
 
     def __enter__(self) -> PodCensus:
@@ -219,7 +220,7 @@ class PodCensus(threading.Thread):
         return self
 
     def __exit__(self, *_: object) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(10)
         if self.failure is not None:
             raise AssertionError("the pod census failed") from self.failure
@@ -228,7 +229,7 @@ class PodCensus(threading.Thread):
         try:
             self._follow()
         except BaseException as error:
-            if not self._stop.is_set():
+            if not self._halt.is_set():
                 self.failure = error
             self._listed.set()
 
@@ -242,12 +243,12 @@ class PodCensus(threading.Thread):
             version = listing["metadata"]["resourceVersion"]
             self._count()
             self._listed.set()
-            while not self._stop.is_set():
+            while not self._halt.is_set():
                 params = {**selector, "watch": "true", "resourceVersion": version, "allowWatchBookmarks": "true",
                           "timeoutSeconds": "60"}  # fmt: skip
                 with http.stream("GET", path, params=params) as stream:
                     for line in stream.iter_lines():
-                        if self._stop.is_set():
+                        if self._halt.is_set():
                             return
                         if line:
                             version = self._apply(json.loads(line)) or version
@@ -269,6 +270,8 @@ class PodCensus(threading.Thread):
         live = [p for p in self.pods.values() if not p["metadata"].get("deletionTimestamp")]
         available = sum(1 for p in live if condition(p, "Ready") == "True")
         self.most_pods = max(self.most_pods, len(live))
+        templates = {p["metadata"]["labels"].get("pod-template-hash") for p in live}
+        self.most_templates = max(self.most_templates, len(templates))
         self.fewest_available = available if self.fewest_available is None else min(self.fewest_available, available)
 
 
@@ -315,7 +318,7 @@ def test_set_image_rolls_out_within_surge_and_unavailability(kubectl: Kubectl, n
     assert census.most_pods > 10  # the surge was used
     old, new = replica_sets(kubectl, ns, "big")
     assert (old["spec"]["replicas"], new["spec"]["replicas"]) == (0, 10)
-    assert all(image_of(p) == "nginx:1.26" for p in live_pods(kubectl, ns, "big"))
+    assert all(image_of_pod(p) == "nginx:1.26" for p in live_pods(kubectl, ns, "big"))
     scaled = events(kubectl, ns, "ScalingReplicaSet")
     assert f"Scaled up replica set {new['metadata']['name']} from 0 to 3" in scaled
     assert f"Scaled down replica set {old['metadata']['name']} from 10 to 8" in scaled
@@ -343,12 +346,17 @@ def test_history_and_undo(kubectl: Kubectl, ns: str, cluster: Cluster) -> None:
     assert image_of(deployment) == "nginx:2.0"
     assert deployment["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "4"
     assert all(image_of_pod(p) == "nginx:2.0" for p in live_pods(kubectl, ns, "hist"))
-    revisions = {rs["spec"]["template"]["spec"]["containers"][0]["image"]: rs for rs in replica_sets(kubectl, ns, "hist")}
+    revisions = {
+        rs["spec"]["template"]["spec"]["containers"][0]["image"]: rs for rs in replica_sets(kubectl, ns, "hist")
+    }
     back = revisions["nginx:2.0"]["metadata"]["annotations"]
     assert back["deployment.kubernetes.io/revision"] == "4"
     assert back["deployment.kubernetes.io/revision-history"] == "2"
     assert len(revisions) == 3  # the old ReplicaSet came back; no new one was made
-    rows = [line.split(None, 1)[0] for line in kubectl("rollout", "history", "deployment/hist", "-n", ns).strip().splitlines()[2:]]
+    rows = [
+        line.split(None, 1)[0]
+        for line in kubectl("rollout", "history", "deployment/hist", "-n", ns).strip().splitlines()[2:]
+    ]
     assert rows == ["1", "3", "4"]
 
     kubectl("rollout", "undo", "deployment/hist", "--to-revision=1", "-n", ns)
@@ -407,7 +415,9 @@ def test_pause_resume_and_restart(kubectl: Kubectl, ns: str, cluster: Cluster) -
     assert "kubectl.kubernetes.io/restartedAt" in newest["spec"]["template"]["metadata"]["annotations"]
     assert newest["spec"]["replicas"] == 4
     pods = live_pods(kubectl, ns, "pz")
-    assert {p["metadata"]["labels"]["pod-template-hash"] for p in pods} == {newest["metadata"]["labels"]["pod-template-hash"]}
+    assert {p["metadata"]["labels"]["pod-template-hash"] for p in pods} == {
+        newest["metadata"]["labels"]["pod-template-hash"]
+    }
 
 
 def test_scale_up_and_down(kubectl: Kubectl, ns: str, cluster: Cluster) -> None:
@@ -467,6 +477,22 @@ def test_progress_deadline_exceeded_fails_rollout_status(kubectl: Kubectl, ns: s
     assert deployment["status"]["availableReplicas"] == 1  # the old pod keeps serving
 
 
+def test_recreate_stops_every_old_pod_before_starting_new_ones(kubectl: Kubectl, ns: str, cluster: Cluster) -> None:
+    create_deployment(kubectl, ns, "rec", 3)
+    kubectl("patch", "deployment/rec", "-n", ns, "-p", '{"spec":{"strategy":{"type":"Recreate","rollingUpdate":null}}}')
+    rollout_status(kubectl, ns, "rec")
+    with PodCensus(cluster.server, ns, "rec") as census:
+        kubectl("set", "image", "deployment/rec", "nginx=nginx:1.26", "-n", ns)
+        rollout_status(kubectl, ns, "rec")
+    assert census.most_templates == 1  # old and new pods never ran side by side
+    assert census.fewest_available == 0
+    assert {image_of_pod(p) for p in live_pods(kubectl, ns, "rec")} == {"nginx:1.26"}
+    old, new = replica_sets(kubectl, ns, "rec")
+    scaled = events(kubectl, ns, "ScalingReplicaSet")
+    assert f"Scaled down replica set {old['metadata']['name']} from 3 to 0" in scaled
+    assert f"Scaled up replica set {new['metadata']['name']} from 0 to 3" in scaled
+
+
 def test_rollout_survives_a_killed_controller_manager(kubectl: Kubectl, ns: str, cluster: Cluster) -> None:
     create_deployment(kubectl, ns, "crash", 10)
     rollout_status(kubectl, ns, "crash")
@@ -520,6 +546,7 @@ def test_only_the_leader_acts_and_a_standby_takes_over(kubectl: Kubectl, ns: str
         issue(cluster.server, "user", user, "--group", "system:masters")
         managers[user] = controller_manager(user, kubeconfigs / f"{user}.kubeconfig", cluster.log_dir).start()
     try:
+
         def leader() -> str | None:
             holder = lease_holder(kubectl)
             found = [u for u, m in managers.items() if holder and f"{holder} became leader" in m.log()]

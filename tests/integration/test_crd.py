@@ -569,7 +569,7 @@ def test_lightkube_creates_a_crd_and_works_with_its_objects(apiserver: ApiServer
     done = threading.Event()
 
     def follow() -> None:
-        for event, obj in lk.watch(Lighthouse, namespace=ns, timeout=15):
+        for event, obj in lk.watch(Lighthouse, namespace=ns):
             watched.append((event, obj.metadata.name))
             if event == "DELETED":
                 break
@@ -596,7 +596,7 @@ def test_lightkube_creates_a_crd_and_works_with_its_objects(apiserver: ApiServer
     assert done.wait(20)
     assert watched[0] == ("ADDED", "beacon") and watched[-1] == ("DELETED", "beacon")
     lk.delete(CustomResourceDefinition, name)
-    wait_for(lambda: all(c.name != name for c in lk.list(CustomResourceDefinition)), what="the CRD to go")
+    wait_for(lambda: all(c.metadata.name != name for c in lk.list(CustomResourceDefinition)), what="the CRD to go")
 
 
 # -- restarts and replicas -------------------------------------------------------------------------------

@@ -260,6 +260,25 @@ def test_host_port_conflicts_keep_pods_apart(cluster: Cluster) -> None:
     assert message == "0/2 nodes are available: 2 node(s) didn't have free ports for the requested pod ports."
 
 
+def test_required_anti_affinity_puts_replicas_on_different_nodes(cluster: Cluster) -> None:
+    nodes = {cluster.node("a"), cluster.node("b")}
+    selector = {"matchLabels": {"app": "db"}}
+    anti = {"labelSelector": selector, "topologyKey": "kubernetes.io/hostname"}
+    affinity = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [anti]}}
+    for name in ("db-0", "db-1", "db-2"):
+        cluster.pod(name, affinity=affinity)
+
+    def two_bound() -> dict[str, str] | None:
+        placed = {name: cluster.node_of(name) for name in ("db-0", "db-1", "db-2")}
+        return placed if sum(1 for node in placed.values() if node) == 2 else None
+
+    placed = eventually(two_bound, what="two of three replicas bound")
+    assert {node for node in placed.values() if node} == nodes
+    waiting = next(name for name, node in placed.items() if not node)
+    message = eventually(lambda: scheduled_condition(cluster.get_pod(waiting)).get("message"))
+    assert message == "0/2 nodes are available: 2 node(s) didn't match pod anti-affinity rules."
+
+
 def test_two_schedulers_with_leader_election_only_the_leader_binds(
     apiserver: ApiServer, api: httpx.Client, cluster: Cluster
 ) -> None:

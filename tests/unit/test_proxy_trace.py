@@ -51,7 +51,7 @@ def test_ipvs_and_nftables_traces_name_their_scheduler_and_map_entry() -> None:
 
 
 def test_deny_by_default_namespace_is_denied_naming_the_policy() -> None:
-    text = run_trace("client", "db", "-n", "prod")
+    text = run_trace("default/client", "db", "-n", "prod")
     assert "service prod/db:pg" in text
     assert "ingress: DENIED" in text
     assert "isolated for ingress by prod/allow-api, prod/default-deny" in text
@@ -81,12 +81,10 @@ def test_load_balancer_address_and_service_without_endpoints() -> None:
 
 
 def test_pod_destinations_by_name_and_ip() -> None:
-    by_name = run_trace("client", "pod/web-2")
-    by_ip = run_trace("client", "10.244.2.10")
-    assert "direct to pod IP 10.244.2.10:8080/TCP" in by_name
-    assert by_name.replace("pod/web-2", "") == by_ip.replace("10.244.2.10 ", "").replace(
-        "-> pod", "-> pod"
-    ) or "direct to pod IP 10.244.2.10:8080/TCP" in by_ip
+    for destination in ("pod/web-2", "10.244.2.10"):
+        text = run_trace("client", destination)
+        assert "direct to pod IP 10.244.2.10:8080/TCP: no service rule" in text
+        assert "-> 10.244.2.10:8080  pod default/web-2  node n2  share 100.0%" in text
 
 
 def test_unknown_destination_is_a_clear_error() -> None:
@@ -127,7 +125,8 @@ def test_trace_cli_prints_plain_text_when_not_on_a_terminal(
     assert "\x1b[" not in out  # no terminal styling in a pipe
 
 
-def test_rich_output_renders_the_same_facts(capsys: pytest.CaptureFixture[str]) -> None:
+def test_rich_output_renders_the_same_facts(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("COLUMNS", "400")
     args = argparse.Namespace(
         source="client", destination="web", namespace="default", mode="iptables", port=None, protocol="TCP",
         cluster_cidr="10.244.0.0/16", ipvs_scheduler="rr",

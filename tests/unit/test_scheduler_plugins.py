@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from controllers.scheduler.cache import SchedulerCache
-from controllers.scheduler.framework import Handle
+from controllers.scheduler.framework import SKIP, Handle
 from controllers.scheduler.nodeinfo import NodeInfo
 from controllers.scheduler.plugins.interpodaffinity import (
     ERR_AFFINITY,
@@ -84,7 +84,8 @@ def handle() -> Handle:
 def run_filter(plugin_class: type, pod: dict[str, Any], info: NodeInfo) -> list[str]:
     plugin = plugin_class(handle())
     pod_info = PodInfo.of(pod)
-    return list(plugin.filter(pod_info, info, plugin.pre_filter(pod_info)))
+    state = plugin.pre_filter(pod_info)
+    return [] if state is SKIP else list(plugin.filter(pod_info, info, state))
 
 
 # -- NodeResourcesFit --------------------------------------------------------------------------------
@@ -279,7 +280,8 @@ def affinity_filter(cache: SchedulerCache, pod: dict[str, Any], node: str) -> li
     info = PodInfo.of(pod)
     found = cache.node(node)
     assert found is not None
-    return list(plugin.filter(info, found, plugin.pre_filter(info)))
+    state = plugin.pre_filter(info)
+    return [] if state is SKIP else list(plugin.filter(info, found, state))
 
 
 def cluster(*nodes: dict[str, Any]) -> SchedulerCache:
@@ -294,8 +296,11 @@ def test_anti_affinity_keeps_replicas_on_different_nodes() -> None:
     anti = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term({"app": "db"})]}}
     cache.add_pod(PodInfo.of(make_pod("db-0", labels={"app": "db"}, affinity=anti)), "n1")
     second = make_pod("db-1", labels={"app": "db"}, affinity=anti)
-    assert affinity_filter(cache, second, "n1") == [ERR_EXISTING_ANTI_AFFINITY]
+    assert affinity_filter(cache, second, "n1") == [ERR_ANTI_AFFINITY]
     assert affinity_filter(cache, second, "n2") == []
+    # A pod without rules of its own is still kept away by the placed pod's anti-affinity.
+    assert affinity_filter(cache, make_pod("db-2", labels={"app": "db"}), "n1") == [ERR_EXISTING_ANTI_AFFINITY]
+    assert affinity_filter(cache, make_pod("web", labels={"app": "web"}), "n1") == []
     # The incoming pod's own anti-affinity counts too, even when the placed pod has none.
     cache = cluster(make_node("n1"), make_node("n2"))
     cache.add_pod(PodInfo.of(make_pod("web-0", labels={"app": "web"})), "n1")

@@ -65,15 +65,16 @@ class InterPodAffinity(FilterPlugin):
         return state
 
     def filter(self, pod: PodInfo, node: NodeInfo, state: AffinityState) -> Sequence[str]:
+        # kube's order: the pod's affinity, its anti-affinity, then placed pods' anti-affinity.
         labels = node.labels
-        if any(labels.get(key) == value for key, value in state.forbidden):
-            return (ERR_EXISTING_ANTI_AFFINITY,)
         if not self._affinity_holds(pod, labels, state):
             return (ERR_AFFINITY,)
         for term, counts in zip(pod.anti_affinity_terms, state.anti_affinity_counts, strict=True):
             value = labels.get(term.topology_key)
             if value is not None and counts[value] > 0:
                 return (ERR_ANTI_AFFINITY,)
+        if any(labels.get(key) == value for key, value in state.forbidden):
+            return (ERR_EXISTING_ANTI_AFFINITY,)
         return ()
 
     @staticmethod
