@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "create": ("skiff.cli.client.apply", "main_create"),
     "delete": ("skiff.cli.client.delete", "main"),
     "wait": ("skiff.cli.client.wait", "main"),
+    "scale": ("skiff.cli.client.scale", "main"),
+    "rollout": ("skiff.cli.client.rollout", "main"),
 }
 
 USAGE = """usage: skiff <command> [flags]
