@@ -16,7 +16,6 @@ over 10 nodes; tables are rendered for one of those nodes. Figures, medians over
 from __future__ import annotations
 
 import argparse
-import copy
 import gc
 import statistics
 import sys
@@ -27,11 +26,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from proxy import names  # noqa: E402
-from proxy.backend import FileBackend  # noqa: E402
-from proxy.modes import MODES, renderer_for  # noqa: E402
-from proxy.proxier import NodeProxier  # noqa: E402
-from proxy.state import ClusterState  # noqa: E402
+from proxy import names
+from proxy.backend import FileBackend
+from proxy.modes import MODES, renderer_for
+from proxy.proxier import NodeProxier
+from proxy.state import ClusterState
 
 ENDPOINTS = 10
 NODES = 10
@@ -40,7 +39,8 @@ NODES = 10
 def build_state(services: int) -> ClusterState:
     state = ClusterState()
     for index in range(1, NODES + 1):
-        node = {"metadata": {"name": f"n{index}"}, "status": {"addresses": [{"type": "InternalIP", "address": f"10.0.0.{index}"}]}}  # fmt: skip
+        address = {"type": "InternalIP", "address": f"10.0.0.{index}"}
+        node = {"metadata": {"name": f"n{index}"}, "status": {"addresses": [address]}}
         state.upsert("Node", node)
     for i in range(services):
         name = f"svc-{i:05d}"
@@ -139,7 +139,8 @@ def main() -> None:
         for mode in args.modes:
             f = measure(state, count, mode, args.runs)
             print(
-                f"{count:>8} {mode:<9} {f['lines']:>9,} {f['full']:>7.3f} {f['warm']:>7.3f} {f['incremental'] * 1000:>8.2f} "
+                f"{count:>8} {mode:<9} {f['lines']:>9,} {f['full']:>7.3f} {f['warm']:>7.3f} "
+                f"{f['incremental'] * 1000:>8.2f} "
                 f"{f['write'] * 1000:>9.1f} {f['memory']:>8.1f} {f['peak']:>9.1f}",
                 flush=True,
             )

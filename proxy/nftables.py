@@ -201,14 +201,6 @@ def policy_chains(rules: Sequence[PodRules]) -> tuple[list[str], list[str]]:
     return egress_dispatch + ingress_dispatch, chains
 
 
-def _map(name: str, elements: list[str]) -> str:
-    kind, note = MAPS[name]
-    head = f'\tmap {name} {{\n\t\ttype {kind}\n\t\tcomment "{note}"\n'
-    if not elements:
-        return head + "\t}\n"
-    return head + "\t\telements = {\n" + "".join(elements) + "\t\t}\n\t}\n"
-
-
 class NftablesRenderer:
     mode = "nftables"
     file_name = "nftables.rules"

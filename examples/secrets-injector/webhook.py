@@ -37,6 +37,7 @@ SECRETS_PATH = "/vault/secrets"
 TOKEN_PATH = "/var/run/secrets/skiff.dev/secrets-token"
 AUDIENCE = "secrets-service"
 AGENT_IMAGE = "skiff.dev/examples/secrets-agent:0.1"
+SIM_INIT_EXIT = "sim.skiff.dev/vault-agent-init.exit-after"
 
 
 def _escape(key: str) -> str:
@@ -115,6 +116,8 @@ def injection_patch(pod: dict[str, Any], default_service_url: str) -> list[dict[
         ops.append({"op": "add", "path": "/spec/initContainers", "value": [init]})
     ops.append({"op": "add", "path": "/spec/containers/-", "value": _agent("vault-agent", pod, service_url, once=False)})
     ops.append({"op": "add", "path": f"/metadata/annotations/{_escape(STATUS)}", "value": "injected"})
+    # On Skiff's simulated runtime a container runs until told to exit: the init agent finishes at once.
+    ops.append({"op": "add", "path": f"/metadata/annotations/{_escape(SIM_INIT_EXIT)}", "value": "1s"})
     return ops
 
 

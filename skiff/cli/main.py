@@ -34,6 +34,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "wait": ("skiff.cli.client.wait", "main"),
     "scale": ("skiff.cli.client.scale", "main"),
     "rollout": ("skiff.cli.client.rollout", "main"),
+    "logs": ("skiff.cli.client.logs", "main"),
+    "auth": ("skiff.cli.client.auth", "main"),
+    "events": ("skiff.cli.client.events", "main"),
 }
 
 USAGE = """usage: skiff <command> [flags]
@@ -46,6 +49,19 @@ Local cluster:
 Cluster administration:
   pki           the cluster CA, user and component identities (init, show, user, components, node)
   encryption    encryption at rest for Secrets (new-config, rewrite)
+
+Working with the cluster (like kubectl; --kubeconfig, --context and -n/--namespace on each):
+  get           list objects in kubectl's columns (-o wide|yaml|json|name|jsonpath=..., -l, -A, -w)
+  describe      a readable view of an object, its related objects and its events
+  apply         create or update objects from files with server-side apply (-f FILE|DIR|-, -R)
+  create        create objects from files (-f); `create token SA` asks for a service-account token
+  delete        delete objects by name, file or label selector, and wait until they are gone
+  scale         set the replicas of a deployment, replica set or stateful set
+  rollout       status, history, undo, restart, pause and resume of a deployment
+  logs          print or follow a container's log (-c, -f, --tail, --previous)
+  events        list events, oldest first (-A, --for TYPE/NAME, --types, -w)
+  wait          wait for a condition, a JSONPath value or deletion (--for=..., --timeout)
+  auth          can-i VERB TYPE[/NAME] (exit 0 yes, 1 no) and whoami
 
 Service networking:
   trace         follow a connection from a pod through a node's proxy rules (endpoints, NetworkPolicy)

@@ -38,7 +38,13 @@ def from_url(url: str, node: str, mode: str | None) -> list[tuple[str, str]]:
     sections: list[tuple[str, str]] = []
     title, body = "", []
     for line in response.text.splitlines(keepends=True):
-        if line.startswith("# ") and line[2:].strip().split(" ")[0] in ("iptables-save", "ipvsadm", "ipset", "ip", "nft"):
+        if line.startswith("# ") and line[2:].strip().split(" ")[0] in (
+            "iptables-save",
+            "ipvsadm",
+            "ipset",
+            "ip",
+            "nft",
+        ):
             if title:
                 sections.append((title, "".join(body)))
             title, body = line[2:].strip(), []

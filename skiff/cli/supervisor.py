@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +20,27 @@ INITIAL_BACKOFF = 1.0
 MAX_BACKOFF = 30.0
 # A process that ran this long is considered healthy: its next crash restarts without delay build-up.
 STABLE_SECONDS = 30.0
+PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl  # type: ignore[no-any-return]
+    except (OSError, AttributeError):
+        return None
+
+
+# Looked up once here, not between fork and exec.
+_PRCTL = _load_prctl()
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to send SIGTERM when the supervisor dies, even by SIGKILL, so
+    that no component outlives the supervisor that would have stopped it."""
+    if _PRCTL is not None:
+        _PRCTL(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -40,6 +63,8 @@ class Supervised:
     restarts: int = 0
     started_at: float = 0.0
     backoff: float = INITIAL_BACKOFF
+    last_exit: int | None = None
+    restarting: bool = False
 
     @property
     def pid(self) -> int | None:
@@ -49,11 +74,21 @@ class Supervised:
     def running(self) -> bool:
         return self.process is not None and self.process.returncode is None
 
+    @property
+    def state(self) -> str:
+        if self.running:
+            return "running"
+        return "restarting" if self.restarting else "stopped"
+
 
 class Supervisor:
-    def __init__(self, log_dir: Path) -> None:
+    """Starts each component in its own process group and restarts it with exponential backoff when it
+    exits; `stop` ends every group (SIGTERM, then SIGKILL after a timeout)."""
+
+    def __init__(self, log_dir: Path, on_change: Callable[[Supervised], None] | None = None) -> None:
         self.log_dir = log_dir
         self.children: dict[str, Supervised] = {}
+        self.on_change = on_change
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
 
@@ -77,10 +112,17 @@ class Supervisor:
                 # Own process group: a Ctrl-C in the terminal reaches the supervisor, which then stops
                 # the children in order instead of all of them dying at once.
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         finally:
             log_file.close()
         child.started_at = time.monotonic()
+        child.restarting = False
+        self._changed(child)
+
+    def _changed(self, child: Supervised) -> None:
+        if self.on_change is not None:
+            self.on_change(child)
 
     async def _watch(self, child: Supervised) -> None:
         while not self._stopping:
@@ -88,6 +130,9 @@ class Supervisor:
             code = await child.process.wait()
             if self._stopping:
                 return
+            child.last_exit = code
+            child.restarting = True
+            self._changed(child)
             ran = time.monotonic() - child.started_at
             if ran >= STABLE_SECONDS:
                 child.backoff = INITIAL_BACKOFF
@@ -99,6 +144,14 @@ class Supervisor:
             child.restarts += 1
             await self._spawn(child)
 
+    @staticmethod
+    def _signal_group(child: Supervised, sig: int) -> None:
+        """Signal the child's whole process group (its pid: it leads its own session)."""
+        if child.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(child.process.pid, sig)
+
     async def stop(self, timeout: float = 10.0) -> None:
         """Stop every child: SIGTERM in reverse start order, SIGKILL for what outlives the timeout."""
         self._stopping = True
@@ -106,8 +159,7 @@ class Supervisor:
             task.cancel()
         for child in reversed(list(self.children.values())):
             if child.running:
-                with contextlib.suppress(ProcessLookupError):
-                    child.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+                self._signal_group(child, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for child in self.children.values():
             if child.process is None:
@@ -116,6 +168,9 @@ class Supervisor:
             try:
                 await asyncio.wait_for(child.process.wait(), remaining)
             except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    child.process.kill()
+                log.warning("%s did not stop within %.0fs; killing it", child.spec.name, timeout)
+                self._signal_group(child, signal.SIGKILL)
                 await child.process.wait()
+            # Anything the child left in its group goes too.
+            self._signal_group(child, signal.SIGKILL)
+            self._changed(child)

@@ -176,7 +176,10 @@ def test_injected_pod_gets_its_secret_through_the_agent(
         pod = http.get("/api/v1/namespaces/team-a/pods/web").json()
         return pod.get("status", {}).get("phase") == "Running"
 
-    wait_for(running, timeout=60, what="the pod to run")
+    try:
+        wait_for(running, timeout=60, what="the pod to run")
+    except AssertionError:
+        raise AssertionError(json.dumps(http.get("/api/v1/namespaces/team-a/pods/web").json().get("status"))) from None
     uid = created["metadata"]["uid"]
     volumes_dir = cluster["node_dir"] / "pods" / uid / "volumes"
     secrets_dir = volumes_dir / "kubernetes.io~empty-dir" / "vault-secrets"

@@ -80,7 +80,9 @@ def cluster(apiserver: ApiServer) -> Iterator[httpx.Client]:
 
 
 @pytest.fixture(scope="module")
-def proxy(apiserver: ApiServer, cluster: httpx.Client, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, int]]:
+def proxy(
+    apiserver: ApiServer, cluster: httpx.Client, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Path, int]]:
     data_dir = tmp_path_factory.mktemp("proxy")
     port = free_port()
     command = [
@@ -155,7 +157,10 @@ def test_trace_reads_the_cluster_from_the_api(apiserver: ApiServer, cluster: htt
             "apiVersion": "v1",
             "kind": "Pod",
             "metadata": {"name": name, "namespace": "default", "labels": labels},
-            "spec": {"nodeName": node_name, "containers": [{"name": "c", "image": "busybox", "ports": [{"containerPort": 5432}]}]},
+            "spec": {
+                "nodeName": node_name,
+                "containers": [{"name": "c", "image": "busybox", "ports": [{"containerPort": 5432}]}],
+            },
         }
         assert cluster.post("/api/v1/namespaces/default/pods", json=pod).status_code == 201
         status = {"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}}

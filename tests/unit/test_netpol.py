@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """NetworkPolicy semantics, table-driven: each case is a set of policies and one connection with the
 verdict Kubernetes gives it (and, where it matters, the policies that decided)."""
 
@@ -15,11 +16,18 @@ from proxy.nftables import NftablesRenderer
 from proxy.state import ClusterState
 
 
-def pod(ns: str, name: str, ip: str, labels: dict[str, str], ports: list[tuple[str, int, str]] = (), **extra: Any) -> dict:
+def pod(
+    ns: str, name: str, ip: str, labels: dict[str, str], ports: list[tuple[str, int, str]] = (), **extra: Any
+) -> dict:
     container_ports = [{"name": n, "containerPort": p, "protocol": proto} for n, p, proto in ports]
     status = {"phase": extra.pop("phase", "Running"), "podIP": ip}
     spec = {"nodeName": extra.pop("node", "n1"), "containers": [{"name": "c", "image": "x", "ports": container_ports}]}
-    return {"kind": "Pod", "metadata": {"namespace": ns, "name": name, "labels": labels}, "spec": spec, "status": status}
+    return {
+        "kind": "Pod",
+        "metadata": {"namespace": ns, "name": name, "labels": labels},
+        "spec": spec,
+        "status": status,
+    }
 
 
 def namespace(name: str, labels: dict[str, str]) -> dict:

@@ -32,9 +32,12 @@ def feed(proxy: Proxy) -> None:
 
 
 def rendered(proxy: Proxy, node: str) -> float:
-    return proxy.metrics.registry.get_sample_value(
-        "kubeproxy_sync_proxy_rules_services_rendered_total", {"node": node, "mode": proxy.mode}
-    ) or 0.0
+    return (
+        proxy.metrics.registry.get_sample_value(
+            "kubeproxy_sync_proxy_rules_services_rendered_total", {"node": node, "mode": proxy.mode}
+        )
+        or 0.0
+    )
 
 
 async def test_a_burst_of_changes_is_one_sync_of_only_the_changed_services(tmp_path: Path) -> None:
@@ -73,7 +76,10 @@ async def test_files_http_endpoint_and_metrics(tmp_path: Path) -> None:
     assert (node_dir / "nftables.rules").read_text().startswith("table ip kube-proxy {")
     app = ProxyHttp(proxy.tables, lambda: list(proxy.proxiers), proxy.metrics)
     status, _type, body = app.route("GET", "/tables/n1/nftables")
-    assert status == 200 and body.decode() == "# nft list table ip kube-proxy\n" + (node_dir / "nftables.rules").read_text()
+    assert (
+        status == 200
+        and body.decode() == "# nft list table ip kube-proxy\n" + (node_dir / "nftables.rules").read_text()
+    )
     assert app.route("GET", "/tables/n1/iptables")[0] == 404
     assert app.route("GET", "/tables/n9/nftables")[0] == 404
     assert app.route("GET", "/tables")[2] == b'{"n1":"nftables"}'
@@ -103,7 +109,9 @@ async def test_routes_prints_a_nodes_tables_from_the_data_dir(
     await proxy.sync_once()
     routes.main(["--node", "n1", "--data-dir", str(tmp_path)])
     out = capsys.readouterr().out
-    assert "# ipvsadm -Sn\n-A -t 10.96.0.16:80 -s rr\n" in out and "-a -t 10.96.0.10:80 -r 10.244.2.11:8080 -m -w 1" in out
+    assert (
+        "# ipvsadm -Sn\n-A -t 10.96.0.16:80 -s rr\n" in out and "-a -t 10.96.0.10:80 -r 10.244.2.11:8080 -m -w 1" in out
+    )
     assert "# ipset save\ncreate KUBE-CLUSTER-IP hash:ip,port" in out
     assert "    inet 10.96.0.10/32 scope global kube-ipvs0" in out
     with pytest.raises(SystemExit):

@@ -90,7 +90,7 @@ def test_pod_destinations_by_name_and_ip() -> None:
 def test_unknown_destination_is_a_clear_error() -> None:
     with pytest.raises(TraceError, match='no Service or pod "nope" in namespace "default"'):
         trace(cluster_state(), "client", "nope")
-    with pytest.raises(TraceError, match="nothing in the cluster answers at 10.1.2.3:80"):
+    with pytest.raises(TraceError, match=r"nothing in the cluster answers at 10\.1\.2\.3:80"):
         trace(cluster_state(), "client", "10.1.2.3:80")
 
 
@@ -104,7 +104,9 @@ def test_netpol_check_explains_the_verdict() -> None:
     assert named.allowed and named.port == 5432
 
 
-def test_netpol_cli_exit_code_and_plain_output(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_netpol_cli_exit_code_and_plain_output(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr(netpol_cli, "cluster_or_exit", lambda kubeconfig: cluster_state())
     with pytest.raises(SystemExit) as exited:
         netpol_cli.main(["check", "client", "prod/db-1", "5432"])
@@ -125,7 +127,9 @@ def test_trace_cli_prints_plain_text_when_not_on_a_terminal(
     assert "\x1b[" not in out  # no terminal styling in a pipe
 
 
-def test_rich_output_renders_the_same_facts(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_rich_output_renders_the_same_facts(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("COLUMNS", "400")
     args = argparse.Namespace(
         source="client", destination="web", namespace="default", mode="iptables", port=None, protocol="TCP",

@@ -6,7 +6,6 @@ import argparse
 from typing import Any
 
 from skiff.api.errors import ApiError
-
 from skiff.cli.client.connect import Session, command_parser, open_session
 from skiff.cli.client.errors import CommandError, handles_errors, print_error
 from skiff.cli.client.manifests import Manifest, place, read_manifests

@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
+from skiff.cli.client.resolve import Resolver
 from skiff.client.kubeconfig import ClientConfig, load_kubeconfig
 from skiff.client.rest import Client
-
-from skiff.cli.client.resolve import Resolver
 
 
 def global_flags() -> argparse.ArgumentParser:

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from skiff.api.errors import ApiError
 from skiff.api.kinds import ResourceType
-
 from skiff.cli.client.connect import Session, command_parser, open_session
 from skiff.cli.client.durations import parse_duration
 from skiff.cli.client.errors import CommandError, handles_errors, print_error

@@ -9,14 +9,13 @@ from typing import Any
 from skiff.api.errors import ApiError
 from skiff.api.kinds import BUILTINS, ResourceType
 from skiff.api.timefmt import try_parse_time
-from skiff.client.rest import Client
-
 from skiff.cli.client.connect import Session, command_parser, open_session
 from skiff.cli.client.describe_text import NONE, Section, metadata_lines, nested, since, timestamp
 from skiff.cli.client.describers import DESCRIBERS
 from skiff.cli.client.errors import handles_errors, print_error
 from skiff.cli.client.get import parse_targets
 from skiff.cli.client.printing import is_tty
+from skiff.client.rest import Client
 
 EVENTS = BUILTINS.by_kind("", "v1", "Event")
 

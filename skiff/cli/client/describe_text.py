@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from skiff.api.timefmt import age, try_parse_time
-
 from skiff.cli.client.printing import aligned
 
 INDENT = "  "

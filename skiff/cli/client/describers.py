@@ -6,8 +6,6 @@ from typing import Any
 
 from skiff.api.errors import ApiError
 from skiff.api.kinds import BUILTINS
-from skiff.client.rest import Client
-
 from skiff.cli.client.describe_text import (
     NONE,
     Section,
@@ -17,6 +15,7 @@ from skiff.cli.client.describe_text import (
     since,
     timestamp,
 )
+from skiff.client.rest import Client
 
 Obj = dict[str, Any]
 REVISION = "deployment.kubernetes.io/revision"
@@ -333,7 +332,10 @@ def describe_node(client: Client, node: Obj, section: Section) -> None:
     section.mapping("Labels", meta.get("labels"))
     section.mapping("Annotations", meta.get("annotations"))
     section.kv("CreationTimestamp", timestamp(meta.get("creationTimestamp")))
-    taints = [f"{t.get('key')}{'=' + t['value'] if t.get('value') else ''}:{t.get('effect')}" for t in spec.get("taints") or []]
+    taints = [
+        f"{t.get('key')}{'=' + t['value'] if t.get('value') else ''}:{t.get('effect')}"
+        for t in spec.get("taints") or []
+    ]
     section.kv("Taints", "\n".join(taints) or NONE)
     section.kv("Unschedulable", bool(spec.get("unschedulable")))
     _node_conditions(section, status.get("conditions"))

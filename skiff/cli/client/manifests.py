@@ -12,7 +12,6 @@ from typing import Any
 import yaml
 
 from skiff.api.kinds import ResourceType
-
 from skiff.cli.client.connect import Session
 from skiff.cli.client.errors import CommandError
 

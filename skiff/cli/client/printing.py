@@ -12,7 +12,6 @@ from typing import Any
 import yaml
 
 from skiff.api.kinds import ResourceType
-
 from skiff.cli.client.errors import CommandError
 from skiff.cli.client.jsonpath import JsonPathError, render
 from skiff.cli.client.resolve import qualified_kind
@@ -132,6 +131,8 @@ class TablePrinter:
             self.widths = column_widths([header, *rows])
             if not self.no_headers:
                 rows = [header, *rows]
+        # A wider cell widens its column from here on; what is printed already stays as it is.
+        self.widths = [max(pair) for pair in zip(self.widths, column_widths(rows), strict=False)]
         for line in aligned(rows, self.widths):
             print(line, flush=True)
 

@@ -7,9 +7,8 @@ from typing import Any
 
 from skiff.api.errors import ApiError
 from skiff.api.kinds import BUILTINS, GROUP_ORDER, ResourceTable, ResourceType
-from skiff.client.rest import Client
-
 from skiff.cli.client.errors import CommandError
+from skiff.client.rest import Client
 
 _VERSION_RANK = {"v1": 0, "v2": 1, "v1beta1": 2, "v1beta2": 3, "v1alpha1": 4}
 

@@ -9,7 +9,6 @@ from typing import Any
 
 from skiff.api.kinds import ResourceType
 from skiff.api.timefmt import now_rfc3339
-
 from skiff.cli.client.connect import Session, command_parser, open_session
 from skiff.cli.client.describe_text import Section
 from skiff.cli.client.describers import owned_replica_sets, pod_template, revision
@@ -173,7 +172,7 @@ def run(argv: list[str]) -> int:
         for target in parse_targets(args.targets, session):
             kind = target.resource.kind
             if kind not in STATUS_VIEWERS or (args.action in DEPLOYMENT_ONLY and kind != "Deployment"):
-                raise CommandError(f'{args.action} is not supported for {target.resource.plural}')
+                raise CommandError(f"{args.action} is not supported for {target.resource.plural}")
             if not target.names:
                 raise CommandError("required resource not specified")
             for name in target.names:

@@ -60,7 +60,11 @@ def daemonset_status(daemonset: Obj) -> RolloutState:
 
 
 def statefulset_status(statefulset: Obj) -> RolloutState:
-    meta, spec, status = statefulset.get("metadata") or {}, statefulset.get("spec") or {}, statefulset.get("status") or {}
+    meta, spec, status = (
+        statefulset.get("metadata") or {},
+        statefulset.get("spec") or {},
+        statefulset.get("status") or {},
+    )
     if meta.get("generation", 0) > status.get("observedGeneration", 0):
         return RolloutState("Waiting for statefulset spec update to be observed...", False)
     wanted, ready = spec.get("replicas", 1), status.get("readyReplicas", 0)
