@@ -26,11 +26,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from proxy import names
 from proxy.backend import FileBackend
-from proxy.modes import MODES, renderer_for
 from proxy.proxier import NodeProxier
-from proxy.state import ClusterState
+from skiff.net import names
+from skiff.net.modes import MODES, renderer_for
+from skiff.net.state import ClusterState
 
 ENDPOINTS = 10
 NODES = 10

@@ -27,6 +27,10 @@ class Options:
     cluster_signing_duration: float = 365 * 24 * 3600.0
     # External addresses the service-lb controller hands to LoadBalancer Services ("a-b" ranges, CIDRs).
     load_balancer_ip_pool: str = ""
+    # Where the hostpath provisioner finds the kubelets' data (DATA/kubelet/<node>/); "" disables it.
+    volume_data_dir: str = ""
+    # The pool the simulated provisioner carves volumes from (a quantity).
+    simulated_storage_capacity: str = "100Gi"
 
 
 @dataclass

@@ -37,6 +37,12 @@ CONTROLLERS: dict[str, str] = {
     "namespace": "controllers.namespace",
     "nodeipam": "controllers.nodeipam",
     "nodelifecycle": "controllers.nodelifecycle",
+    "persistentvolume-binder": "controllers.volume.binder",
+    "persistentvolume-expander": "controllers.volume.expansion",
+    "pv-protection": "controllers.volume.pv_protection",
+    "pvc-protection": "controllers.volume.pvc_protection",
+    "hostpath-provisioner": "controllers.volume.hostpath",
+    "simulated-provisioner": "controllers.volume.simulated",
     "replicaset": "controllers.replicaset",
     "serviceaccount": "controllers.serviceaccount",
     "serviceaccount-token": "controllers.tokens",
@@ -86,6 +92,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="longest certificate lifetime: a Go duration (8760h0m0s) or seconds")  # fmt: skip
     parser.add_argument("--load-balancer-ip-pool", default="",
                         help="addresses for LoadBalancer Services: ranges (a-b) or CIDRs, comma-separated")  # fmt: skip
+    parser.add_argument("--volume-data-dir", default="",
+                        help="the kubelets' data directory, where hostpath volumes are made (DATA/kubelet/<node>/)")  # fmt: skip
+    parser.add_argument("--simulated-storage-capacity", default="100Gi",
+                        help="the pool the skiff.dev/simulated provisioner carves volumes from")  # fmt: skip
     parser.add_argument("--log-level", default="info")
     return parser.parse_args(argv)
 
@@ -104,6 +114,8 @@ def options_from(args: argparse.Namespace, ca_pem: str) -> Options:
         cluster_signing_key_file=args.cluster_signing_key_file,
         cluster_signing_duration=args.cluster_signing_duration,
         load_balancer_ip_pool=args.load_balancer_ip_pool,
+        volume_data_dir=args.volume_data_dir,
+        simulated_storage_capacity=args.simulated_storage_capacity,
     )
 
 

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from proxy.render import Tables
+from skiff.net.render import Tables
 
 
 class Backend(Protocol):

@@ -19,16 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from proxy.backend import Backend, FileBackend
-from proxy.ipvs import SCHEDULERS
 from proxy.metrics import ProxyMetrics
-from proxy.modes import MODES, renderer_for
 from proxy.proxier import NodeProxier
-from proxy.render import Tables
 from proxy.server import ProxyHttp, http_server
-from proxy.state import NODES_CHANGE, POLICY_CHANGE, ClusterState
 from skiff.api.kinds import BUILTINS
 from skiff.client.kubeconfig import load_kubeconfig
 from skiff.client.rest import AsyncClient, default_user_agent
+from skiff.net.ipvs import SCHEDULERS
+from skiff.net.modes import MODES, renderer_for
+from skiff.net.render import Tables
+from skiff.net.state import NODES_CHANGE, POLICY_CHANGE, ClusterState
 from skiff.runtime import SharedInformerFactory, final_state
 
 log = logging.getLogger("skiff.proxy")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from proxy.render import Tables
+from skiff.net.render import Tables
 
 
 class ProxyMetrics:

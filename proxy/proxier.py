@@ -15,10 +15,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.model import NodeContext
-from proxy.netpol import PolicyEngine
-from proxy.render import EMPTY, Fragment, Renderer, Tables
-from proxy.state import ClusterState
+from skiff.net.model import NodeContext
+from skiff.net.netpol import PolicyEngine
+from skiff.net.render import EMPTY, Fragment, Renderer, Tables
+from skiff.net.state import ClusterState
 
 
 @dataclass

@@ -12,7 +12,7 @@ import uvicorn
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from proxy.metrics import ProxyMetrics
-from proxy.render import Tables
+from skiff.net.render import Tables
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]

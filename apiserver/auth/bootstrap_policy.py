@@ -176,6 +176,9 @@ PROXIER_RULES = (
     r(READ, "", "nodes"),
     r(("create", "patch", "update"), ("", "events.k8s.io"), "events"),
     r(("list", "watch"), "discovery.k8s.io", "endpointslices"),
+    # Skiff's proxy also renders NetworkPolicy into each node's filter rules, so it reads what policies select.
+    r(("list", "watch"), "", "pods", "namespaces"),
+    r(("list", "watch"), "networking.k8s.io", "networkpolicies"),
 )
 
 
@@ -269,6 +272,14 @@ CLUSTER_ROLES: tuple[dict[str, Any], ...] = (
     ),
     cluster_role("system:kube-controller-manager", CONTROLLER_MANAGER_RULES),
     cluster_role("system:kube-scheduler", SCHEDULER_RULES),
+    # kube's system:volume-scheduler: the scheduler marks claims with the node it picked for their pods.
+    cluster_role(
+        "system:volume-scheduler",
+        (
+            r((*READ, "patch", "update"), "", "persistentvolumeclaims", "persistentvolumes"),
+            r(READ, "storage.k8s.io", "storageclasses"),
+        ),
+    ),
     cluster_role("system:node", NODE_RULES),
     cluster_role("system:node-proxier", PROXIER_RULES),
 )
@@ -293,6 +304,7 @@ CLUSTER_ROLE_BINDINGS: tuple[dict[str, Any], ...] = (
         "system:kube-controller-manager", "system:kube-controller-manager", ("User", "system:kube-controller-manager")
     ),
     cluster_role_binding("system:kube-scheduler", "system:kube-scheduler", ("User", "system:kube-scheduler")),
+    cluster_role_binding("system:volume-scheduler", "system:volume-scheduler", ("User", "system:kube-scheduler")),
     # As in kube, the system:node binding has no subjects: the Node authorizer grants kubelets these rules
     # together with its per-object checks. Binding the role to system:nodes would let every kubelet read
     # every secret in the cluster.

@@ -6,7 +6,10 @@ plain `Strategy`.
 
 from __future__ import annotations
 
-from apiserver.admission.webhook_config import MutatingWebhookConfigurationStrategy, ValidatingWebhookConfigurationStrategy
+from apiserver.admission.webhook_config import (
+    MutatingWebhookConfigurationStrategy,
+    ValidatingWebhookConfigurationStrategy,
+)
 from apiserver.crd.definition import CustomResourceDefinitionStrategy
 from apiserver.registry.base import Column, Strategy
 from apiserver.registry.batch import CronJobStrategy, JobStrategy

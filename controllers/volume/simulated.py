@@ -21,7 +21,7 @@ from controllers.volume.common import (
     requested,
 )
 from controllers.volume.provisioners import Provisioner, ProvisioningError, as_bytes, total_capacity
-from skiff.api.quantity import format_quantity
+from skiff.api.quantity import BINARY_SI, format_quantity
 
 DRIVER = SIMULATED_PROVISIONER
 
@@ -35,7 +35,7 @@ def used_capacity(volumes: list[Obj], provisioner: str = SIMULATED_PROVISIONER) 
 
 
 def shown(amount: Fraction) -> str:
-    return format_quantity(amount, "BinarySI")
+    return format_quantity(amount, BINARY_SI)
 
 
 class SimulatedProvisioner(Provisioner):

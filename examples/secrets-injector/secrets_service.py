@@ -77,7 +77,7 @@ def decide(status: dict[str, Any], namespace: str, name: str, secrets: dict[str,
 
 def make_handler(reviewer: TokenReviewer, secrets: dict[str, Any]) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the http.server interface
+        def do_GET(self) -> None:
             parts = [p for p in self.path.split("?", 1)[0].split("/") if p]
             if len(parts) != 4 or parts[:2] != ["v1", "secrets"]:
                 self._reply(404, {"error": "not found"})
@@ -102,7 +102,7 @@ def make_handler(reviewer: TokenReviewer, secrets: dict[str, Any]) -> type[BaseH
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the http.server interface
+        def log_message(self, format: str, *args: Any) -> None:
             log.debug(format, *args)
 
     return Handler

@@ -136,7 +136,7 @@ def review_response(review: dict[str, Any], default_service_url: str) -> dict[st
 
 def make_handler(default_service_url: str) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the http.server interface
+        def do_POST(self) -> None:
             if self.path.split("?", 1)[0] != "/mutate":
                 self.send_error(404)
                 return
@@ -153,7 +153,7 @@ def make_handler(default_service_url: str) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             if self.path == "/healthz":
                 self.send_response(200)
                 self.send_header("Content-Length", "2")
@@ -162,7 +162,7 @@ def make_handler(default_service_url: str) -> type[BaseHTTPRequestHandler]:
             else:
                 self.send_error(404)
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the http.server interface
+        def log_message(self, format: str, *args: Any) -> None:
             log.debug(format, *args)
 
     return Handler

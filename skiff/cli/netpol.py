@@ -1,7 +1,7 @@
 """`skiff netpol check <src> <dst> <port>`: would NetworkPolicies let this connection through, and why.
 
 SRC and DST are pods (NAME or NS/NAME) or IP addresses (an address outside the cluster has no policies
-of its own). The answer comes from the proxy's policy engine (`proxy.netpol`), the one its filter
+of its own). The answer comes from the proxy's policy engine (`skiff.net.netpol`), the one its filter
 rules are rendered from.
 """
 
@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from proxy.netpol import PolicyEngine, Verdict, named_ports
-from proxy.state import ClusterState, pod_ip
-from proxy.trace import TraceError, find_pod
 from skiff.cli.trace import cluster_or_exit, fail
+from skiff.net.netpol import PolicyEngine, Verdict, named_ports
+from skiff.net.state import ClusterState, pod_ip
+from skiff.net.trace import TraceError, find_pod
 
 
 def _address(state: ClusterState, reference: str, namespace: str) -> tuple[str, str]:

@@ -1,7 +1,7 @@
 """`skiff trace <src-pod> <dst>`: follow a connection from a pod through the proxy's rules to a pod.
 
 The cluster is read from the API once; the trace comes from the proxy's own engine and renderers
-(`proxy.trace`), so it shows the very rules the proxy writes for the node in the chosen mode.
+(`skiff.net.trace`), so it shows the very rules the proxy writes for the node in the chosen mode.
 """
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ import argparse
 import sys
 from typing import Any
 
-from proxy.modes import MODES
-from proxy.state import KINDS, ClusterState
-from proxy.trace import TraceError, TraceResult, chance, format_plain, trace
 from skiff.api.errors import ApiError
 from skiff.api.kinds import BUILTINS
 from skiff.client.kubeconfig import KubeconfigError, load_kubeconfig
 from skiff.client.rest import Client
+from skiff.net.modes import MODES
+from skiff.net.state import KINDS, ClusterState
+from skiff.net.trace import TraceError, TraceResult, chance, format_plain, trace
 
 RESOURCES = {
     "Service": BUILTINS.by_kind("", "v1", "Service"),

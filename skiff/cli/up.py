@@ -39,6 +39,8 @@ NODE_PREFIX = "skiff-node-"
 PROCESS_PER_NODE_LIMIT = 10
 DNS_USER = "system:skiff-dns"
 FIELD_MANAGER = "skiff-up"
+# Addresses for `type: LoadBalancer` Services; only written to their status, nothing answers on them.
+LOAD_BALANCER_POOL = "172.18.255.200-172.18.255.250"
 
 log = logging.getLogger("skiff.up")
 
@@ -80,7 +82,8 @@ def controller_manager_spec(args: argparse.Namespace) -> ProcessSpec:
     pki = args.data_dir / "pki"
     flags = ["controller-manager", "--kubeconfig", str(kubeconfig_path(args, "controller-manager")),
              "--cluster-signing-cert-file", str(pki / "ca.crt"), "--cluster-signing-key-file", str(pki / "ca.key"),
-             "--service-account-private-key-file", str(pki / "sa.key")]  # fmt: skip
+             "--service-account-private-key-file", str(pki / "sa.key"),
+             "--load-balancer-ip-pool", LOAD_BALANCER_POOL, "--volume-data-dir", str(args.data_dir)]  # fmt: skip
     return ProcessSpec("controller-manager", "skiff", flags)
 
 
@@ -209,6 +212,29 @@ def apply_addons(data_dir: Path) -> None:
         for obj in addon_rbac():
             ref = (obj["apiVersion"], obj["kind"])
             client.patch(ref, obj["metadata"]["name"], obj, patch_type="apply", field_manager=FIELD_MANAGER, force=True)
+        ensure_default_storage_class(client)
+
+
+# The default StorageClass: hostpath directories on the node that runs the pod (WaitForFirstConsumer, as
+# kind's local-path class). Created once, and only while no class is marked default, so an administrator
+# may replace it, change it or unmark it.
+DEFAULT_STORAGE_CLASS: dict[str, Any] = {
+    "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+    "metadata": {"name": "standard", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
+                 "labels": {"app.kubernetes.io/managed-by": FIELD_MANAGER}},
+    "provisioner": "skiff.dev/hostpath", "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer",
+    "allowVolumeExpansion": True,
+}  # fmt: skip
+
+
+def ensure_default_storage_class(client: Any) -> None:
+    classes = client.list(("storage.k8s.io/v1", "StorageClass")).get("items") or []
+    if any(c.get("metadata", {}).get("name") == "standard" for c in classes):
+        return
+    marks = ("storageclass.kubernetes.io/is-default-class", "storageclass.beta.kubernetes.io/is-default-class")
+    if any((c.get("metadata", {}).get("annotations") or {}).get(mark) == "true" for c in classes for mark in marks):
+        return
+    client.create(DEFAULT_STORAGE_CLASS)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.test_crd import CRDS, GROUP, create_crd, crd_manifest, crontab, wait_for
-from tests.support import REPO_ROOT, ApiServer
+from tests.integration.test_crd import CRDS, GROUP, crd_manifest, create_crd, crontab, wait_for
+from tests.support import ApiServer
 
 OPERATOR = textwrap.dedent(
     '''

@@ -46,7 +46,7 @@ class TestWebhook:
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 review["path"] = self.path
                 owner.reviews.append(review)

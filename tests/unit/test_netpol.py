@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from proxy.iptables import IptablesRenderer
-from proxy.model import NodeContext
-from proxy.netpol import PolicyEngine
-from proxy.nftables import NftablesRenderer
-from proxy.state import ClusterState
+from skiff.net.iptables import IptablesRenderer
+from skiff.net.model import NodeContext
+from skiff.net.netpol import PolicyEngine
+from skiff.net.nftables import NftablesRenderer
+from skiff.net.state import ClusterState
 
 
 def pod(

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
-from proxy.modes import MODES, renderer_for
 from proxy.proxier import NodeProxier
-from proxy.state import ClusterState
+from skiff.net.modes import MODES, renderer_for
+from skiff.net.state import ClusterState
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("SKIFF_UPDATE_GOLDEN") == "1"

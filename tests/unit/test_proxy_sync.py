@@ -10,9 +10,9 @@ import pytest
 
 from proxy.backend import FileBackend
 from proxy.main import Proxy
-from proxy.render import Tables
 from proxy.server import ProxyHttp
 from skiff.cli import routes
+from skiff.net.render import Tables
 from tests.unit.test_proxy_golden import changed_web_slice, cluster_objects
 
 

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from proxy.trace import TraceError, trace
 from skiff.cli import netpol as netpol_cli
 from skiff.cli import trace as trace_cli
+from skiff.net.trace import TraceError, trace
 from tests.unit.test_proxy_golden import cluster_state
 
 

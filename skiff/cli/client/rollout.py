@@ -116,7 +116,8 @@ def undo(session: Session, resource: ResourceType, name: str, args: argparse.Nam
             annotations[key] = value
     patch = [
         {"op": "replace", "path": "/spec/template", "value": template},
-        {"op": "replace", "path": "/metadata/annotations", "value": annotations},
+        # `add` sets the member whether or not the deployment had annotations before.
+        {"op": "add", "path": "/metadata/annotations", "value": annotations},
     ]
     session.client.patch(resource, name, patch, session.namespace, patch_type="json")
     print(f"{label} rolled back")

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from proxy.state import ClusterState, KubeObject, key_of, pod_ip
 from skiff.api.selectors import LabelSelector, selector_everything_if_none, selector_from_object
+from skiff.net.state import ClusterState, KubeObject, key_of, pod_ip
 
 INGRESS, EGRESS = "Ingress", "Egress"
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"

@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from proxy import names
-from proxy.model import Endpoint, NodeContext, ServicePort
-from proxy.netpol import ANY_CIDR, EGRESS, PodRules
-from proxy.render import (
+from skiff.net import names
+from skiff.net.model import Endpoint, NodeContext, ServicePort
+from skiff.net.netpol import ANY_CIDR, EGRESS, PodRules
+from skiff.net.render import (
     CLUSTER_IP,
     EXTERNAL_IP,
     LOAD_BALANCER,

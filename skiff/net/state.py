@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from proxy.model import SERVICE_NAME_LABEL, NodeContext, ServicePort, node_ips, service_ports
+from skiff.net.model import SERVICE_NAME_LABEL, NodeContext, ServicePort, node_ips, service_ports
 
 KubeObject = dict[str, Any]
 

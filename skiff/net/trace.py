@@ -13,11 +13,11 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
-from proxy.model import Endpoint, ServicePort, node_ips
-from proxy.modes import renderer_for
-from proxy.netpol import PolicyEngine, Verdict
-from proxy.render import CLUSTER_IP, EXTERNAL_IP, LOAD_BALANCER, NODE_PORT, Entry, Explanation
-from proxy.state import ClusterState, pod_ip
+from skiff.net.model import Endpoint, ServicePort, node_ips
+from skiff.net.modes import renderer_for
+from skiff.net.netpol import PolicyEngine, Verdict
+from skiff.net.render import CLUSTER_IP, EXTERNAL_IP, LOAD_BALANCER, NODE_PORT, Entry, Explanation
+from skiff.net.state import ClusterState, pod_ip
 
 
 class TraceError(Exception):

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from proxy.iptables import IptablesRenderer
-from proxy.ipvs import IpvsRenderer
-from proxy.nftables import NftablesRenderer
-from proxy.render import Renderer
+from skiff.net.iptables import IptablesRenderer
+from skiff.net.ipvs import IpvsRenderer
+from skiff.net.nftables import NftablesRenderer
+from skiff.net.render import Renderer
 
 MODES = ("iptables", "ipvs", "nftables")
 

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from proxy.model import Endpoint, NodeContext, ServicePort
-from proxy.netpol import PodRules
+from skiff.net.model import Endpoint, NodeContext, ServicePort
+from skiff.net.netpol import PodRules
 
 CLUSTER_IP, NODE_PORT, LOAD_BALANCER, EXTERNAL_IP = "cluster IP", "node port", "load balancer IP", "external IP"
 

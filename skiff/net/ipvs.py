@@ -15,10 +15,10 @@ from collections.abc import Mapping, Sequence
 from itertools import chain
 from typing import Any
 
-from proxy.iptables import IptablesRenderer, filter_table
-from proxy.model import Endpoint, NodeContext, ServicePort
-from proxy.netpol import PodRules
-from proxy.render import (
+from skiff.net.iptables import IptablesRenderer, filter_table
+from skiff.net.model import Endpoint, NodeContext, ServicePort
+from skiff.net.netpol import PodRules
+from skiff.net.render import (
     CLUSTER_IP,
     EXTERNAL_IP,
     LOAD_BALANCER,
