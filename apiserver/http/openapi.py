@@ -481,8 +481,12 @@ def _rewrite_refs(node: Any, prefix: str, wrap_siblings: bool) -> Any:
         return [_rewrite_refs(item, prefix, wrap_siblings) for item in node]
     if not isinstance(node, dict):
         return node
-    out = {key: _rewrite_refs(value, prefix, wrap_siblings) for key, value in node.items() if key != "$ref"}
-    if "$ref" in node:
+    # A "$ref" key holding a schema is a property of that name (JSONSchemaProps has one), not a reference.
+    is_ref = isinstance(node.get("$ref"), str)
+    out = {
+        key: _rewrite_refs(value, prefix, wrap_siblings) for key, value in node.items() if key != "$ref" or not is_ref
+    }
+    if is_ref:
         ref = {"$ref": prefix + node["$ref"].rsplit("/", 1)[-1]}
         if wrap_siblings and out:
             out["allOf"] = [ref]

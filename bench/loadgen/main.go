@@ -11,6 +11,10 @@
 //
 // Every mode is bounded by -n (a count) and/or -duration, and by -max-duration in any case. The
 // result is one JSON object on standard output.
+//
+// Identity: a client certificate (-cert, -key) and/or a bearer token read from -token-file. A body
+// template may also hold {{SLOT}}, replaced by 1 + (request number - 1) mod -slots, to spread objects
+// over a fixed set of names (for example pods over nodes).
 package main
 
 import (
@@ -51,7 +55,12 @@ type options struct {
 	watchers    int
 	rate        float64
 	grace       time.Duration
+	tokenFile   string
+	slots       int
 }
+
+// bearer is the Authorization header value sent with every request, or empty.
+var bearer string
 
 func parseFlags() options {
 	var o options
@@ -71,6 +80,8 @@ func parseFlags() options {
 	flag.IntVar(&o.watchers, "watchers", 100, "watch streams (watch mode)")
 	flag.Float64Var(&o.rate, "rate", 200, "creates per second (watch mode)")
 	flag.DurationVar(&o.grace, "grace", 5*time.Second, "watch mode: how long to wait for late events")
+	flag.StringVar(&o.tokenFile, "token-file", "", "send the token in this file as an Authorization: Bearer header")
+	flag.IntVar(&o.slots, "slots", 1, "number of distinct {{SLOT}} values in the body template")
 	flag.Parse()
 	return o
 }
@@ -172,9 +183,16 @@ func emit(v any) {
 
 // ---- request helpers ----
 
-type template struct{ head, tail []byte }
+// template is a body split around its placeholders: parts[i] is followed by the value of holes[i].
+type template struct {
+	parts [][]byte
+	holes []string
+	slots int
+}
 
-func loadTemplate(path string) template {
+var placeholders = [][]byte{[]byte("{{NAME}}"), []byte("{{SLOT}}")}
+
+func loadTemplate(path string, slots int) template {
 	if path == "" {
 		fail("-body is required for this mode")
 	}
@@ -182,18 +200,50 @@ func loadTemplate(path string) template {
 	if err != nil {
 		fail("read body: %v", err)
 	}
-	head, tail, found := bytes.Cut(raw, []byte("{{NAME}}"))
-	if !found {
+	if slots < 1 {
+		fail("-slots must be at least 1")
+	}
+	t := template{slots: slots}
+	for len(raw) > 0 {
+		at, which := -1, ""
+		for _, p := range placeholders {
+			if i := bytes.Index(raw, p); i >= 0 && (at < 0 || i < at) {
+				at, which = i, string(p)
+			}
+		}
+		if at < 0 {
+			break
+		}
+		t.parts = append(t.parts, raw[:at])
+		t.holes = append(t.holes, which)
+		raw = raw[at+len(which):]
+	}
+	t.parts = append(t.parts, raw)
+	named := false
+	for _, h := range t.holes {
+		named = named || h == "{{NAME}}"
+	}
+	if !named {
 		fail("body template %s has no {{NAME}}", path)
 	}
-	return template{head, tail}
+	return t
 }
 
-func (t template) render(name string) []byte {
-	out := make([]byte, 0, len(t.head)+len(name)+len(t.tail))
-	out = append(out, t.head...)
-	out = append(out, name...)
-	return append(out, t.tail...)
+// render fills the template for request number n (1-based) named name.
+func (t template) render(name string, n int64) []byte {
+	slot := strconv.FormatInt((n-1)%int64(t.slots)+1, 10)
+	out := make([]byte, 0, 512)
+	for i, part := range t.parts {
+		out = append(out, part...)
+		if i < len(t.holes) {
+			if t.holes[i] == "{{NAME}}" {
+				out = append(out, name...)
+			} else {
+				out = append(out, slot...)
+			}
+		}
+	}
+	return out
 }
 
 // do sends one request and reads the whole response body; it returns the status (0 on a transport error).
@@ -207,6 +257,9 @@ func do(ctx context.Context, client *http.Client, method, target string, body []
 		return 0, nil, err
 	}
 	req.Header.Set("Accept", "application/json")
+	if bearer != "" {
+		req.Header.Set("Authorization", bearer)
+	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -243,7 +296,7 @@ func runLoad(o options) {
 	}
 	var tmpl template
 	if o.mode == "post" {
-		tmpl = loadTemplate(o.bodyFile)
+		tmpl = loadTemplate(o.bodyFile, o.slots)
 	}
 	client := newClient(o, o.concurrency, 30*time.Second)
 	target := o.base + o.path
@@ -275,7 +328,7 @@ func runLoad(o options) {
 				method := http.MethodGet
 				if o.mode == "post" {
 					method = http.MethodPost
-					body = tmpl.render(o.prefix + "-" + strconv.FormatInt(n, 10))
+					body = tmpl.render(o.prefix+"-"+strconv.FormatInt(n, 10), n)
 				}
 				began := time.Now()
 				status, data, err := do(ctx, client, method, target, body)
@@ -447,7 +500,7 @@ func runWatch(o options) {
 	if o.duration > o.maxDuration {
 		o.duration = o.maxDuration
 	}
-	tmpl := loadTemplate(o.bodyFile)
+	tmpl := loadTemplate(o.bodyFile, o.slots)
 	total := int(o.rate * o.duration.Seconds())
 	writer := newClient(o, o.concurrency, 30*time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), o.maxDuration+o.grace+30*time.Second)
@@ -480,6 +533,9 @@ func runWatch(o options) {
 				}
 			}()
 			req, _ := http.NewRequestWithContext(watchCtx, http.MethodGet, watchURL, nil)
+			if bearer != "" {
+				req.Header.Set("Authorization", bearer)
+			}
 			resp, err := watchClient.Do(req)
 			if err != nil {
 				watchErr.CompareAndSwap(nil, err.Error())
@@ -528,7 +584,7 @@ func runWatch(o options) {
 		go func() {
 			defer writers.Done()
 			for i := range jobs {
-				body := tmpl.render(o.prefix + "-" + strconv.Itoa(i))
+				body := tmpl.render(o.prefix+"-"+strconv.Itoa(i), int64(i)+1)
 				sent[i] = since()
 				status, data, err := do(ctx, writer, http.MethodPost, o.base+o.path, body)
 				answered[i] = since()
@@ -611,6 +667,13 @@ func main() {
 	o := parseFlags()
 	if o.concurrency < 1 {
 		fail("-c must be at least 1")
+	}
+	if o.tokenFile != "" {
+		raw, err := os.ReadFile(o.tokenFile)
+		if err != nil {
+			fail("read token: %v", err)
+		}
+		bearer = "Bearer " + string(bytes.TrimSpace(raw))
 	}
 	switch o.mode {
 	case "post", "get":

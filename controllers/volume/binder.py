@@ -156,6 +156,8 @@ class PersistentVolumeController:
         if self.assumed.get(name) and spec(volume).get("claimRef"):
             del self.assumed[name]
         self.volume_controller.enqueue(name)
+        for claim in self.claims.by_index(CLAIM_BY_VOLUME, name):  # claims that name this volume
+            self.claim_controller.enqueue(claim_key(meta(claim).get("namespace") or "", name_of(claim)))
         ref = spec(volume).get("claimRef") or {}
         if ref.get("name"):
             self.claim_controller.enqueue(claim_key(ref.get("namespace") or "", ref["name"]))
@@ -173,7 +175,7 @@ class PersistentVolumeController:
 
     def _enqueue_pending_claims(self, class_name: str | None = None) -> None:
         for claim in self.claims.list():
-            if spec(claim).get("volumeName") or phase(claim) == "Bound":
+            if phase(claim) == "Bound":
                 continue
             if class_name is None or claim_class(claim) == class_name:
                 self.claim_controller.enqueue(claim_key(meta(claim).get("namespace") or "", name_of(claim)))
@@ -398,7 +400,10 @@ class PersistentVolumeController:
             message = "Recycle is not supported; use dynamic provisioning instead"
             self.recorder.event(volume, WARNING, "VolumeFailedRecycle", message)
         else:
-            message = f'error getting deleter volume plugin for volume "{name_of(volume)}": no deletable volume plugin matched'
+            message = (
+                f'error getting deleter volume plugin for volume "{name_of(volume)}": '
+                "no deletable volume plugin matched"
+            )
             self.recorder.event(volume, WARNING, "VolumeFailedDelete", message)
         await self._set_volume_phase(volume, "Failed", message)
 

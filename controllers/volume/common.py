@@ -246,7 +246,11 @@ def find_best_match(
 
 def pod_claim_names(pod: Mapping[str, Any]) -> list[str]:
     volumes = spec(pod).get("volumes") or []
-    return [v["persistentVolumeClaim"]["claimName"] for v in volumes if (v.get("persistentVolumeClaim") or {}).get("claimName")]
+    return [
+        v["persistentVolumeClaim"]["claimName"]
+        for v in volumes
+        if (v.get("persistentVolumeClaim") or {}).get("claimName")
+    ]
 
 
 def pod_is_active(pod: Mapping[str, Any]) -> bool:

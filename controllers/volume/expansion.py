@@ -88,9 +88,7 @@ class ExpandController:
                     return RETRY_SECONDS
             self.recorder.event(claim, NORMAL, "Resizing", f"External resizer is resizing volume {volume_name}")
             resizing = {"type": "Resizing", "status": "True", "lastTransitionTime": now_rfc3339()}
-            await self._patch_status(
-                claim, {"allocatedResources": {"storage": raw_size}, "conditions": [resizing]}
-            )
+            await self._patch_status(claim, {"allocatedResources": {"storage": raw_size}, "conditions": [resizing]})
             await self.client.patch(VOLUMES, volume_name, {"spec": {"capacity": {"storage": raw_size}}})
         await self._patch_status(claim, {"capacity": {"storage": raw_size}, "conditions": None,
                                          "allocatedResources": {"storage": raw_size}})  # fmt: skip

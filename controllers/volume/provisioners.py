@@ -74,9 +74,7 @@ class Provisioner:
         self.volume_controller: Controller[str] = Controller(
             f"{self.name}-volumes", self.sync_volume, workers=2, wait_for=synced, logger=self.log
         )
-        self.claims.add_event_handler(
-            on_add=self._claim_changed, on_update=lambda _old, new: self._claim_changed(new)
-        )
+        self.claims.add_event_handler(on_add=self._claim_changed, on_update=lambda _old, new: self._claim_changed(new))
         self.volumes.add_event_handler(
             on_add=self._volume_changed, on_update=lambda _old, new: self._volume_changed(new)
         )

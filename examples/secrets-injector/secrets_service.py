@@ -4,8 +4,8 @@
         --cert certs/tls.crt --key certs/tls.key --port 8200
 
 `GET /v1/secrets/<namespace>/<name>` with `Authorization: Bearer <service-account token>` answers the
-secret when the API server's TokenReview says the token is valid for the audience `secrets-service` and
-belongs to a service account of <namespace>: 401 for a forged, expired or wrong-audience token, 403 for
+secret when the API server's TokenReview says the token is valid and belongs to a service account of
+<namespace> (and, for a pod-bound token, that its pod still exists): 401 for a forged or expired token, 403 for
 a token from another namespace (or a service account the secret does not list), 404 for an unknown
 secret. The secrets file maps namespaces to secrets:
 
@@ -27,7 +27,9 @@ import httpx
 from skiff.client.kubeconfig import load_kubeconfig
 
 log = logging.getLogger("secrets-service")
-AUDIENCE = "secrets-service"
+# Skiff's TokenReview checks tokens against the API server's own audiences, so by default the service
+# asks for no other; with --audience it asks for that one.
+AUDIENCE = ""
 SERVICE_ACCOUNT_PREFIX = "system:serviceaccount:"
 
 
@@ -41,11 +43,10 @@ class TokenReviewer:
         self.audience = audience
 
     def review(self, token: str) -> dict[str, Any]:
-        body = {
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenReview",
-            "spec": {"token": token, "audiences": [self.audience]},
-        }
+        spec: dict[str, Any] = {"token": token}
+        if self.audience:
+            spec["audiences"] = [self.audience]
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec}
         response = self.client.post("/apis/authentication.k8s.io/v1/tokenreviews", json=body)
         response.raise_for_status()
         return response.json().get("status") or {}
@@ -127,7 +128,7 @@ def main() -> None:
     parser.add_argument("--key", required=True)
     parser.add_argument("--port", type=int, default=8200)
     parser.add_argument("--bind", default="127.0.0.1")
-    parser.add_argument("--audience", default=AUDIENCE, help="the token audience this service accepts")
+    parser.add_argument("--audience", default=AUDIENCE, help="a token audience to ask the TokenReview for")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     server = serve(args.bind, args.port, args.cert, args.key, args.kubeconfig, args.secrets, args.audience)

@@ -5,8 +5,8 @@
 Every pod annotated `vault.hashicorp.com/agent-inject: "true"` gets
 
 - a memory-backed emptyDir volume `vault-secrets`, mounted at /vault/secrets in every container;
-- a projected service-account token `vault-token` for the audience `secrets-service`, which the agent
-  presents to the secrets service;
+- a projected service-account token `vault-token`, bound to the pod, which the agent presents to the
+  secrets service;
 - an init container `vault-agent-init` that fetches the secrets before the app starts, and a sidecar
   `vault-agent` that keeps them fresh. Both run `agent.py`.
 
@@ -35,7 +35,6 @@ SECRETS_VOLUME = "vault-secrets"
 TOKEN_VOLUME = "vault-token"
 SECRETS_PATH = "/vault/secrets"
 TOKEN_PATH = "/var/run/secrets/skiff.dev/secrets-token"
-AUDIENCE = "secrets-service"
 AGENT_IMAGE = "skiff.dev/examples/secrets-agent:0.1"
 SIM_INIT_EXIT = "sim.skiff.dev/vault-agent-init.exit-after"
 
@@ -97,11 +96,7 @@ def injection_patch(pod: dict[str, Any], default_service_url: str) -> list[dict[
         {"name": SECRETS_VOLUME, "emptyDir": {"medium": "Memory"}},
         {
             "name": TOKEN_VOLUME,
-            "projected": {
-                "sources": [
-                    {"serviceAccountToken": {"audience": AUDIENCE, "expirationSeconds": 3600, "path": "token"}}
-                ]
-            },
+            "projected": {"sources": [{"serviceAccountToken": {"expirationSeconds": 3600, "path": "token"}}]},
         },
     ]
     if spec.get("volumes"):
@@ -114,7 +109,9 @@ def injection_patch(pod: dict[str, Any], default_service_url: str) -> list[dict[
         ops.append({"op": "add", "path": "/spec/initContainers/0", "value": init})
     else:
         ops.append({"op": "add", "path": "/spec/initContainers", "value": [init]})
-    ops.append({"op": "add", "path": "/spec/containers/-", "value": _agent("vault-agent", pod, service_url, once=False)})
+    ops.append(
+        {"op": "add", "path": "/spec/containers/-", "value": _agent("vault-agent", pod, service_url, once=False)}
+    )
     ops.append({"op": "add", "path": f"/metadata/annotations/{_escape(STATUS)}", "value": "injected"})
     # On Skiff's simulated runtime a container runs until told to exit: the init agent finishes at once.
     ops.append({"op": "add", "path": f"/metadata/annotations/{_escape(SIM_INIT_EXIT)}", "value": "1s"})
@@ -130,7 +127,9 @@ def review_response(review: dict[str, Any], default_service_url: str) -> dict[st
         if ops:
             response["patchType"] = "JSONPatch"
             response["patch"] = base64.b64encode(json.dumps(ops).encode()).decode()
-            log.info("injecting the secrets agent into %s/%s", request.get("namespace"), pod.get("metadata", {}).get("name"))
+            log.info(
+                "injecting the secrets agent into %s/%s", request.get("namespace"), pod.get("metadata", {}).get("name")
+            )
     return {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response}
 
 

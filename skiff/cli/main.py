@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("skiff.cli.up", "main_up"),
     "down": ("skiff.cli.up", "main_down"),
     "status": ("skiff.cli.up", "main_status"),
+    "node": ("skiff.cli.node", "main"),
     "pki": ("skiff.cli.pki", "main"),
     "encryption": ("skiff.cli.encryption", "main"),
     "trace": ("skiff.cli.trace", "main"),
@@ -45,6 +46,7 @@ Local cluster:
   up            start a local cluster (API server and components) and print how to use it
   down          stop the local cluster started with `up --detach`
   status        show the local cluster
+  node          run one node of a cluster: a kubelet and a proxy under one supervisor (docker-compose)
 
 Cluster administration:
   pki           the cluster CA, user and component identities (init, show, user, components, node)

@@ -85,7 +85,8 @@ class Supervisor:
     """Starts each component in its own process group and restarts it with exponential backoff when it
     exits; `stop` ends every group (SIGTERM, then SIGKILL after a timeout)."""
 
-    def __init__(self, log_dir: Path, on_change: Callable[[Supervised], None] | None = None) -> None:
+    def __init__(self, log_dir: Path | None, on_change: Callable[[Supervised], None] | None = None) -> None:
+        """Each child's output goes to LOG_DIR/<name>.log, or to this process's own output without one."""
         self.log_dir = log_dir
         self.children: dict[str, Supervised] = {}
         self.on_change = on_change
@@ -100,14 +101,16 @@ class Supervisor:
         return child
 
     async def _spawn(self, child: Supervised) -> None:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        log_file = open(self.log_dir / f"{child.spec.name}.log", "ab")  # noqa: SIM115 - the child owns it
+        log_file = None
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            log_file = open(self.log_dir / f"{child.spec.name}.log", "ab")  # noqa: SIM115 - the child owns it
         try:
             child.process = await asyncio.create_subprocess_exec(
                 *child.spec.command(),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log_file,
-                stderr=asyncio.subprocess.STDOUT,
+                stderr=asyncio.subprocess.STDOUT if log_file is not None else None,
                 env={**os.environ, **child.spec.env},
                 # Own process group: a Ctrl-C in the terminal reaches the supervisor, which then stops
                 # the children in order instead of all of them dying at once.
@@ -115,7 +118,8 @@ class Supervisor:
                 preexec_fn=_die_with_parent,
             )
         finally:
-            log_file.close()
+            if log_file is not None:
+                log_file.close()
         child.started_at = time.monotonic()
         child.restarting = False
         self._changed(child)

@@ -171,33 +171,12 @@ def issue_identities(args: argparse.Namespace) -> list[str]:
     return issued
 
 
+ADDONS_FILE = Path(__file__).with_name("addons.yaml")
+
+
 def addon_rbac() -> list[dict[str, Any]]:
-    """What the DNS server and the proxies' NetworkPolicy rules need to read, beyond kube's default
-    roles (as a CNI or CoreDNS install would add): granted to their users only."""
-    labels = {"app.kubernetes.io/managed-by": FIELD_MANAGER}
-
-    def rule(groups: list[str], resources: list[str]) -> dict[str, Any]:
-        return {"apiGroups": groups, "resources": resources, "verbs": ["get", "list", "watch"]}
-
-    def role(name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
-        return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                "metadata": {"name": name, "labels": labels}, "rules": rules}  # fmt: skip
-
-    def binding(name: str, user: str) -> dict[str, Any]:
-        return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-                "metadata": {"name": name, "labels": labels},
-                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": name},
-                "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": user}]}  # fmt: skip
-
-    dns_rules = [rule([""], ["services", "endpoints", "pods", "namespaces"]),
-                 rule(["discovery.k8s.io"], ["endpointslices"])]  # fmt: skip
-    policy_rules = [rule([""], ["pods", "namespaces"]), rule(["networking.k8s.io"], ["networkpolicies"])]
-    return [
-        role("system:skiff-dns", dns_rules),
-        binding("system:skiff-dns", DNS_USER),
-        role("skiff:network-policy-agent", policy_rules),
-        binding("skiff:network-policy-agent", "system:kube-proxy"),
-    ]
+    """What the DNS server needs to read beyond kube's default roles, granted to its user only."""
+    return [doc for doc in yaml.safe_load_all(ADDONS_FILE.read_text()) if doc]
 
 
 def admin_client(data_dir: Path, timeout: float = 10.0) -> Any:

@@ -71,7 +71,14 @@ def cluster(apiserver: ApiServer, tmp_path_factory: pytest.TempPathFactory) -> I
     work = tmp_path_factory.mktemp("secrets-injector")
     certs = work / "certs"
     subprocess.run(
-        [sys.executable, str(EXAMPLE / "gencerts.py"), "--out", str(certs), "--dns", "secrets-injector.secrets-injector.svc"],
+        [
+            sys.executable,
+            str(EXAMPLE / "gencerts.py"),
+            "--out",
+            str(certs),
+            "--dns",
+            "secrets-injector.secrets-injector.svc",
+        ],
         check=True,
         capture_output=True,
     )
@@ -128,6 +135,12 @@ def apply_example(kubectl: Kubectl, cluster: dict[str, Any]) -> None:
     kubectl("apply", "-f", str(EXAMPLE / "manifests" / "app.yaml"))
 
 
+def publish_root_ca(http: httpx.Client, apiserver: ApiServer, namespace: str) -> None:
+    """What the controller-manager's root-CA publisher does; pods' token volumes need it."""
+    body = {"metadata": {"name": "kube-root-ca.crt"}, "data": {"ca.crt": apiserver.ca_cert.read_text()}}
+    assert http.post(f"/api/v1/namespaces/{namespace}/configmaps", json=body).status_code in (201, 409)
+
+
 def create_pod(http: httpx.Client, cluster: dict[str, Any]) -> dict[str, Any]:
     pod = yaml.safe_load((EXAMPLE / "manifests" / "pod.yaml").read_text())
     pod["metadata"]["annotations"]["vault.hashicorp.com/service"] = cluster["secrets_url"]
@@ -141,7 +154,7 @@ def token_for(http: httpx.Client, namespace: str, account: str) -> str:
     if http.get(f"/api/v1/namespaces/{namespace}").status_code == 404:
         http.post("/api/v1/namespaces", json={"metadata": {"name": namespace}})
     http.post(f"/api/v1/namespaces/{namespace}/serviceaccounts", json={"metadata": {"name": account}})
-    request = {"spec": {"audiences": ["secrets-service"], "expirationSeconds": 3600}}
+    request = {"spec": {"expirationSeconds": 3600}}
     response = http.post(f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token", json=request)
     assert response.status_code == 201, response.text
     return response.json()["status"]["token"]
@@ -156,9 +169,10 @@ def ask(cluster: dict[str, Any], namespace: str, token: str) -> httpx.Response:
 
 
 def test_injected_pod_gets_its_secret_through_the_agent(
-    cluster: dict[str, Any], kubectl: Kubectl, http: httpx.Client
+    cluster: dict[str, Any], kubectl: Kubectl, http: httpx.Client, apiserver: ApiServer
 ) -> None:
     apply_example(kubectl, cluster)
+    publish_root_ca(http, apiserver, "team-a")
     created = create_pod(http, cluster)
     spec = created["spec"]
     assert created["metadata"]["annotations"]["vault.hashicorp.com/agent-inject-status"] == "injected"
@@ -167,7 +181,7 @@ def test_injected_pod_gets_its_secret_through_the_agent(
     volumes = {v["name"]: v for v in spec["volumes"]}
     assert volumes["vault-secrets"]["emptyDir"] == {"medium": "Memory"}
     token_source = volumes["vault-token"]["projected"]["sources"][0]["serviceAccountToken"]
-    assert token_source["audience"] == "secrets-service"
+    assert token_source["path"] == "token"
     for container in spec["initContainers"] + spec["containers"]:
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
         assert mounts["vault-secrets"] == "/vault/secrets"
@@ -198,7 +212,9 @@ def test_injected_pod_gets_its_secret_through_the_agent(
     assert ask(cluster, "team-b", token_file.read_text()).status_code == 403
 
 
-def test_pods_without_the_annotation_are_left_alone(cluster: dict[str, Any], kubectl: Kubectl, http: httpx.Client) -> None:
+def test_pods_without_the_annotation_are_left_alone(
+    cluster: dict[str, Any], kubectl: Kubectl, http: httpx.Client
+) -> None:
     apply_example(kubectl, cluster)
     pod = {"metadata": {"name": "plain"}, "spec": {"containers": [{"name": "app", "image": "nginx"}]}}
     created = http.post("/api/v1/namespaces/team-a/pods", json=pod).json()

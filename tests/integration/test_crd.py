@@ -306,7 +306,9 @@ def test_create_get_list_patch_and_delete_with_the_kubernetes_client(
     ignored = custom.patch_namespaced_custom_object(GROUP, "v1", ns, "crontabs", "nightly", {"status": {"replicas": 9}})
     assert ignored["status"]["replicas"] == 3  # status only changes through /status
 
-    scale = custom.patch_namespaced_custom_object_scale(GROUP, "v1", ns, "crontabs", "nightly", {"spec": {"replicas": 5}})
+    scale = custom.patch_namespaced_custom_object_scale(
+        GROUP, "v1", ns, "crontabs", "nightly", {"spec": {"replicas": 5}}
+    )
     assert scale["kind"] == "Scale"
     assert scale["spec"]["replicas"] == 5
     assert scale["status"] == {"replicas": 3, "selector": "app=nightly"}
@@ -323,9 +325,18 @@ def test_schema_violations_get_422_with_the_schemas_message(
     crontabs: dict[str, Any], custom: client.CustomObjectsApi, ns: str
 ) -> None:
     cases = [
-        (crontab("a", replicas=11), "spec.replicas: Invalid value: 11: spec.replicas in body should be less than or equal to 10"),
-        (crontab("b", replicas=0), "spec.replicas: Invalid value: 0: spec.replicas in body should be greater than or equal to 1"),
-        (crontab("c", replicas="two"), 'spec.replicas: Invalid value: "string": spec.replicas in body must be of type integer: "string"'),
+        (
+            crontab("a", replicas=11),
+            "spec.replicas: Invalid value: 11: spec.replicas in body should be less than or equal to 10",
+        ),
+        (
+            crontab("b", replicas=0),
+            "spec.replicas: Invalid value: 0: spec.replicas in body should be greater than or equal to 1",
+        ),
+        (
+            crontab("c", replicas="two"),
+            'spec.replicas: Invalid value: "string": spec.replicas in body must be of type integer: "string"',
+        ),
         (crontab("d", color="blue"), 'spec.color: Unsupported value: "blue": supported values: "red", "green"'),
         (crontab("e", cronSpec="often"), "spec.cronSpec in body should match"),
         (crontab("f", tags=["a", "a"]), 'spec.tags[1]: Duplicate value: "a"'),
@@ -394,7 +405,9 @@ def test_strategic_merge_patch_is_unsupported_for_custom_resources(
     assert applied.json()["spec"]["replicas"] == 4
 
 
-def test_watch_sees_added_modified_and_deleted(crontabs: dict[str, Any], custom: client.CustomObjectsApi, ns: str) -> None:
+def test_watch_sees_added_modified_and_deleted(
+    crontabs: dict[str, Any], custom: client.CustomObjectsApi, ns: str
+) -> None:
     events: list[tuple[str, str, int]] = []
     start = custom.list_namespaced_custom_object(GROUP, "v1", ns, "crontabs")["metadata"]["resourceVersion"]
     done = threading.Event()
@@ -402,7 +415,13 @@ def test_watch_sees_added_modified_and_deleted(crontabs: dict[str, Any], custom:
     def follow() -> None:
         stream = watch.Watch()
         for event in stream.stream(
-            custom.list_namespaced_custom_object, GROUP, "v1", ns, "crontabs", resource_version=start, timeout_seconds=15
+            custom.list_namespaced_custom_object,
+            GROUP,
+            "v1",
+            ns,
+            "crontabs",
+            resource_version=start,
+            timeout_seconds=15,
         ):
             obj = event["object"]
             events.append((event["type"], obj["metadata"]["name"], obj["spec"].get("replicas", 0)))
@@ -436,7 +455,12 @@ def test_finalizers_hold_a_custom_object_until_removed(
 
 
 def test_several_versions_share_storage_and_serve_their_own_api_version(http: httpx.Client, ns: str) -> None:
-    schema = {"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}}}
+    schema = {
+        "openAPIV3Schema": {
+            "type": "object",
+            "properties": {"spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+        }
+    }
     manifest = crd_manifest(
         plural="gizmos",
         kind="Gizmo",
@@ -462,7 +486,12 @@ def test_several_versions_share_storage_and_serve_their_own_api_version(http: ht
 
 
 def test_cluster_scoped_custom_resources(http: httpx.Client) -> None:
-    schema = {"openAPIV3Schema": {"type": "object", "properties": {"spec": {"type": "object", "properties": {"zone": {"type": "string"}}}}}}
+    schema = {
+        "openAPIV3Schema": {
+            "type": "object",
+            "properties": {"spec": {"type": "object", "properties": {"zone": {"type": "string"}}}},
+        }
+    }
     manifest = crd_manifest(
         plural="regions",
         kind="Region",

@@ -25,7 +25,7 @@ from tests.integration.test_crd import CRDS, GROUP, crd_manifest, create_crd, cr
 from tests.support import ApiServer
 
 OPERATOR = textwrap.dedent(
-    '''
+    """
     import logging
     from pathlib import Path
 
@@ -67,7 +67,7 @@ OPERATOR = textwrap.dedent(
     @kopf.on.delete("stable.example.com", "v1", "crontabs")
     def delete_fn(name, **_):
         mark(f"deleted-{name}")
-    '''
+    """
 )
 FINALIZER = "stable.example.com/kopf-finalizer"
 STATUS_SCHEMA: dict[str, Any] = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}

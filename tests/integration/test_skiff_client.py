@@ -26,6 +26,7 @@ from tests.support import REPO_ROOT, ApiServer, free_port
 
 DEPLOYMENTS = "/apis/apps/v1/namespaces/{ns}/deployments"
 CONFIGMAPS = "/api/v1/namespaces/{ns}/configmaps"
+MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
 
 
 # -- helpers -------------------------------------------------------------------------------------------
@@ -215,7 +216,9 @@ def test_get_output_formats(api: httpx.Client, kubeconfig: Path, ns: str) -> Non
     names = skiff_run(kubeconfig, "get", "deploy,cm", "-n", ns, "-o", "name").stdout.split()
     assert names == ["deployment.apps/web", "configmap/one"]
 
-    path = skiff_run(kubeconfig, "get", "deploy", "web", "-n", ns, "-o", "jsonpath={.spec.template.spec.containers[0].image}")
+    path = skiff_run(
+        kubeconfig, "get", "deploy", "web", "-n", ns, "-o", "jsonpath={.spec.template.spec.containers[0].image}"
+    )
     assert path.stdout == "nginx:1.25"
 
 
@@ -356,7 +359,7 @@ def test_delete_waits_until_the_object_is_gone(api: httpx.Client, kubeconfig: Pa
         time.sleep(1.5)
         assert deleting.process.poll() is None
         assert api.get(path).json()["metadata"]["deletionTimestamp"]
-        api.patch(path, json={"metadata": {"finalizers": None}}, headers={"Content-Type": "application/merge-patch+json"})
+        api.patch(path, json={"metadata": {"finalizers": None}}, headers=MERGE_PATCH)
         code, stderr = deleting.finish()
         assert code == 0, stderr
     finally:
@@ -412,7 +415,13 @@ def make_event(api: httpx.Client, ns: str, involved: dict[str, Any], reason: str
 
 def test_describe_deployment_shows_details_and_its_events(api: httpx.Client, kubeconfig: Path, ns: str) -> None:
     obj = created(api.post(DEPLOYMENTS.format(ns=ns), json=deployment("web", replicas=3)))
-    involved = {"kind": "Deployment", "apiVersion": "apps/v1", "name": "web", "namespace": ns, "uid": obj["metadata"]["uid"]}
+    involved = {
+        "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "name": "web",
+        "namespace": ns,
+        "uid": obj["metadata"]["uid"],
+    }
     make_event(api, ns, involved, "ScalingReplicaSet", "Scaled up replica set web-abc to 3")
     # An event about an older object of the same name is not this deployment's.
     make_event(api, ns, {**involved, "uid": str(uuid.uuid4())}, "Stale", "from an earlier life")
@@ -487,7 +496,7 @@ def test_wait_for_jsonpath_and_timeout(api: httpx.Client, kubeconfig: Path, ns: 
         time.sleep(1)
         assert waiter.process.poll() is None
         patch = {"data": {"state": "ready"}}
-        api.patch(f"{CONFIGMAPS.format(ns=ns)}/flag", json=patch, headers={"Content-Type": "application/merge-patch+json"})
+        api.patch(f"{CONFIGMAPS.format(ns=ns)}/flag", json=patch, headers=MERGE_PATCH)
         code, stderr = waiter.finish()
         assert code == 0, stderr
         assert waiter.seen == ["configmap/flag condition met"]
@@ -504,7 +513,7 @@ def test_wait_for_jsonpath_and_timeout(api: httpx.Client, kubeconfig: Path, ns: 
 
 def set_status(api: httpx.Client, ns: str, name: str, status: dict[str, Any]) -> None:
     path = f"{DEPLOYMENTS.format(ns=ns)}/{name}/status"
-    response = api.patch(path, json={"status": status}, headers={"Content-Type": "application/merge-patch+json"})
+    response = api.patch(path, json={"status": status}, headers=MERGE_PATCH)
     assert response.status_code == 200, response.text
 
 
@@ -551,10 +560,16 @@ def replica_set(owner: dict[str, Any], revision: int, image: str, cause: str) ->
             "labels": labels,
             "annotations": {"deployment.kubernetes.io/revision": str(revision), "kubernetes.io/change-cause": cause},
             "ownerReferences": [
-                {"apiVersion": "apps/v1", "kind": "Deployment", "name": name, "uid": owner["metadata"]["uid"],
-                 "controller": True, "blockOwnerDeletion": True}
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": name,
+                    "uid": owner["metadata"]["uid"],
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
             ],
-        },  # fmt: skip
+        },
         "spec": {
             "replicas": 0,
             "selector": {"matchLabels": labels},
@@ -641,7 +656,7 @@ def test_create_token_prints_a_jwt_for_the_service_account(
     out = skiff_run(kubeconfig, "create", "token", "robot", "-n", ns, "--duration", "1h", "--audience", "vault")
     assert out.returncode == 0, out.stderr
     token = out.stdout.strip()
-    header, payload, signature = token.split(".")
+    _header, payload, _signature = token.split(".")
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     assert claims["sub"] == f"system:serviceaccount:{ns}:robot"
     assert claims["aud"] == ["vault"]
@@ -706,6 +721,8 @@ def test_logs_prints_and_tails_a_container_log(api: httpx.Client, kubeconfig: Pa
         "metadata": {"name": "chatty", "annotations": {"sim.skiff.dev/log-lines": "5"}},
         "spec": {
             "nodeName": kubelet,
+            # No service-account controller runs here to provide what the token volume needs.
+            "automountServiceAccountToken": False,
             "containers": [{"name": "app", "image": "busybox"}, {"name": "side", "image": "busybox"}],
         },
     }
@@ -718,7 +735,8 @@ def test_logs_prints_and_tails_a_container_log(api: httpx.Client, kubeconfig: Pa
     eventually(running, timeout=40, what="the pod to run")
     out = skiff_run(kubeconfig, "logs", "chatty", "-n", ns)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == [f"app: line {i}/5" for i in range(1, 6)]
+    assert out.stdout.splitlines()[-5:] == [f"app: line {i}/5" for i in range(1, 6)]
+    assert "side:" not in out.stdout
     assert out.stderr.strip() == 'Defaulted container "app" out of: app, side'
 
     tail = skiff_run(kubeconfig, "logs", "pod/chatty", "-c", "side", "--tail", "2", "-n", ns)
@@ -727,3 +745,60 @@ def test_logs_prints_and_tails_a_container_log(api: httpx.Client, kubeconfig: Pa
     wrong = skiff_run(kubeconfig, "logs", "chatty", "-c", "nope", "-n", ns)
     assert wrong.returncode == 1
     assert wrong.stderr.strip() == "error: container nope is not valid for pod chatty"
+
+
+# -- custom resources ----------------------------------------------------------------------------------
+
+
+WIDGET_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.skiff-client.example.com"},
+    "spec": {
+        "group": "skiff-client.example.com",
+        "scope": "Namespaced",
+        "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "shortNames": ["wdg"]},
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "subresources": {"status": {}},
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                "additionalPrinterColumns": [{"name": "Size", "type": "integer", "jsonPath": ".spec.size"}],
+            }
+        ],
+    },
+}
+
+WIDGET = """\
+apiVersion: skiff-client.example.com/v1
+kind: Widget
+metadata:
+  name: gear
+spec:
+  size: 7
+"""
+
+
+def test_custom_resources_by_discovery(api: httpx.Client, kubeconfig: Path, ns: str) -> None:
+    crds = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+    if api.get(f"{crds}/widgets.skiff-client.example.com").status_code == 404:
+        created(api.post(crds, json=WIDGET_CRD))
+
+    def served() -> bool:
+        return api.get(f"/apis/skiff-client.example.com/v1/namespaces/{ns}/widgets").status_code == 200
+
+    eventually(served, what="the Widget resource to be served")
+    applied = skiff_run(kubeconfig, "apply", "-f", "-", "-n", ns, input=WIDGET)
+    assert (applied.returncode, applied.stdout.strip()) == (0, "widget.skiff-client.example.com/gear created")
+
+    table = skiff_run(kubeconfig, "get", "wdg", "-n", ns).stdout.splitlines()
+    assert table[0].split() == ["NAME", "SIZE"]
+    assert table[1].split()[:2] == ["gear", "7"]
+
+    path = f"/apis/skiff-client.example.com/v1/namespaces/{ns}/widgets/gear/status"
+    ready = {"status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+    assert api.patch(path, json=ready, headers=MERGE_PATCH).status_code == 200
+    waited = skiff_run(kubeconfig, "wait", "--for=condition=Ready", "widgets.skiff-client.example.com/gear", "-n", ns)
+    assert (waited.returncode, waited.stdout.strip()) == (0, "widget.skiff-client.example.com/gear condition met")

@@ -142,7 +142,12 @@ def webhook(name: str, ns: str, client_config: dict[str, Any], **extra: Any) -> 
 def install(http: httpx.Client, configs: list[str], collection: str, hooks: list[dict[str, Any]]) -> str:
     kind = "MutatingWebhookConfiguration" if collection == MUTATING else "ValidatingWebhookConfiguration"
     name = f"test-{uuid.uuid4().hex[:8]}"
-    body = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": kind, "metadata": {"name": name}, "webhooks": hooks}
+    body = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": kind,
+        "metadata": {"name": name},
+        "webhooks": hooks,
+    }
     response = http.post(collection, json=body)
     assert response.status_code == 201, response.text
     configs.append(f"{collection}/{name}")
@@ -167,7 +172,12 @@ def test_mutating_webhook_changes_the_stored_pod(
     http: httpx.Client, hook: TestWebhook, ns: str, configs: list[str]
 ) -> None:
     hook.answers["/mutate"] = add_label_patch
-    install(http, configs, MUTATING, [webhook("mutate.test.skiff.dev", ns, {"url": hook.url("/mutate"), "caBundle": hook.ca_bundle})])
+    install(
+        http,
+        configs,
+        MUTATING,
+        [webhook("mutate.test.skiff.dev", ns, {"url": hook.url("/mutate"), "caBundle": hook.ca_bundle})],
+    )
     response = http.post(f"/api/v1/namespaces/{ns}/pods", json=pod("mutated", app="web"))
     assert response.status_code == 201, response.text
     assert response.json()["metadata"]["labels"] == {"app": "web", "mutated": "yes"}
@@ -189,8 +199,17 @@ def test_mutation_that_breaks_validation_is_refused(
     http: httpx.Client, hook: TestWebhook, ns: str, configs: list[str]
 ) -> None:
     ops = [{"op": "replace", "path": "/spec/containers/0/name", "value": "Not_Valid"}]
-    hook.answers["/break"] = {"allowed": True, "patchType": "JSONPatch", "patch": base64.b64encode(json.dumps(ops).encode()).decode()}
-    install(http, configs, MUTATING, [webhook("break.test.skiff.dev", ns, {"url": hook.url("/break"), "caBundle": hook.ca_bundle})])
+    hook.answers["/break"] = {
+        "allowed": True,
+        "patchType": "JSONPatch",
+        "patch": base64.b64encode(json.dumps(ops).encode()).decode(),
+    }
+    install(
+        http,
+        configs,
+        MUTATING,
+        [webhook("break.test.skiff.dev", ns, {"url": hook.url("/break"), "caBundle": hook.ca_bundle})],
+    )
     response = http.post(f"/api/v1/namespaces/{ns}/pods", json=pod("broken"))
     assert response.status_code == 422
     assert "spec.containers[0].name" in response.json()["message"]
@@ -202,11 +221,16 @@ def test_validating_webhook_denial_is_shown_by_kubectl(
 ) -> None:
     def deny_bad_names(request: dict[str, Any]) -> dict[str, Any]:
         if request["name"].startswith("bad"):
-            return {"allowed": False, "status": {"code": 403, "reason": "Forbidden", "message": "names may not start with bad"}}
+            return {
+                "allowed": False,
+                "status": {"code": 403, "reason": "Forbidden", "message": "names may not start with bad"},
+            }
         return {"allowed": True, "warnings": ["configmaps are checked by the test webhook"]}
 
     hook.answers["/deny"] = deny_bad_names
-    rules = [{"operations": ["CREATE", "UPDATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"]}]
+    rules = [
+        {"operations": ["CREATE", "UPDATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"]}
+    ]
     install(
         http,
         configs,
@@ -216,7 +240,9 @@ def test_validating_webhook_denial_is_shown_by_kubectl(
     result = kubectl.run("create", "configmap", "bad-config", "-n", ns, "--from-literal=a=b", check=False)
     assert result.returncode != 0
     assert 'admission webhook "deny.test.skiff.dev" denied the request: names may not start with bad' in result.stderr
-    manifest = json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "bad-applied", "namespace": ns}})
+    manifest = json.dumps(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "bad-applied", "namespace": ns}}
+    )
     applied = kubectl.run("apply", "-f", "-", input=manifest, check=False)
     assert applied.returncode != 0
     assert (
@@ -225,7 +251,10 @@ def test_validating_webhook_denial_is_shown_by_kubectl(
     )
     response = http.post(f"/api/v1/namespaces/{ns}/configmaps", json={"metadata": {"name": "bad-two"}})
     assert response.status_code == 403
-    assert response.json()["message"] == 'admission webhook "deny.test.skiff.dev" denied the request: names may not start with bad'
+    assert (
+        response.json()["message"]
+        == 'admission webhook "deny.test.skiff.dev" denied the request: names may not start with bad'
+    )
     fine = http.post(f"/api/v1/namespaces/{ns}/configmaps", json={"metadata": {"name": "good"}})
     assert fine.status_code == 201
     assert fine.headers["warning"] == '299 - "configmaps are checked by the test webhook"'
@@ -235,7 +264,12 @@ def test_validating_webhook_denial_is_shown_by_kubectl(
 
 def test_denial_without_a_code_is_400(http: httpx.Client, hook: TestWebhook, ns: str, configs: list[str]) -> None:
     hook.answers["/no"] = {"allowed": False}
-    install(http, configs, VALIDATING, [webhook("no.test.skiff.dev", ns, {"url": hook.url("/no"), "caBundle": hook.ca_bundle})])
+    install(
+        http,
+        configs,
+        VALIDATING,
+        [webhook("no.test.skiff.dev", ns, {"url": hook.url("/no"), "caBundle": hook.ca_bundle})],
+    )
     response = http.post(f"/api/v1/namespaces/{ns}/pods", json=pod("refused"))
     assert response.status_code == 400
     assert response.json()["message"] == 'admission webhook "no.test.skiff.dev" denied the request without explanation'
@@ -249,7 +283,9 @@ def test_failure_policy_fail_and_ignore_with_the_webhook_down(
     response = http.post(f"/api/v1/namespaces/{ns}/pods", json=pod("blocked"))
     assert response.status_code == 500
     message = response.json()["message"]
-    assert message.startswith('Internal error occurred: failed calling webhook "fail.test.skiff.dev": failed to call webhook: Post "')
+    assert message.startswith(
+        'Internal error occurred: failed calling webhook "fail.test.skiff.dev": failed to call webhook: Post "'
+    )
     assert "connection refused" in message
     assert http.get(f"/api/v1/namespaces/{ns}/pods/blocked").status_code == 404
     http.delete(configs.pop())
@@ -272,7 +308,12 @@ def test_a_slow_webhook_times_out(http: httpx.Client, hook: TestWebhook, ns: str
     assert "?timeout=1s" in response.json()["message"]
     assert response.json()["message"].endswith("context deadline exceeded")
     http.delete(configs.pop())
-    install(http, configs, VALIDATING, [webhook("slow.test.skiff.dev", ns, config, timeoutSeconds=1, failurePolicy="Ignore")])
+    install(
+        http,
+        configs,
+        VALIDATING,
+        [webhook("slow.test.skiff.dev", ns, config, timeoutSeconds=1, failurePolicy="Ignore")],
+    )
     assert http.post(f"/api/v1/namespaces/{ns}/pods", json=pod("slow-but-ignored")).status_code == 201
 
 
@@ -281,7 +322,9 @@ def test_an_untrusted_serving_certificate_fails_the_call(
 ) -> None:
     _load_gencerts().generate(tmp_path, ["other"], [])
     other_ca = base64.b64encode((tmp_path / "ca.crt").read_bytes()).decode()
-    install(http, configs, VALIDATING, [webhook("tls.test.skiff.dev", ns, {"url": hook.url("/ok"), "caBundle": other_ca})])
+    install(
+        http, configs, VALIDATING, [webhook("tls.test.skiff.dev", ns, {"url": hook.url("/ok"), "caBundle": other_ca})]
+    )
     response = http.post(f"/api/v1/namespaces/{ns}/pods", json=pod("untrusted"))
     assert response.status_code == 500
     assert "certificate verify failed" in response.json()["message"]
@@ -326,13 +369,24 @@ def test_selectors_and_subresource_rules_decide_which_requests_are_sent(
         http,
         configs,
         VALIDATING,
-        [webhook("status.test.skiff.dev", ns, config, rules=status_rule, objectSelector={"matchLabels": {"frozen": "true"}})],
+        [
+            webhook(
+                "status.test.skiff.dev",
+                ns,
+                config,
+                rules=status_rule,
+                objectSelector={"matchLabels": {"frozen": "true"}},
+            )
+        ],
     )
     assert http.post(f"/api/v1/namespaces/{ns}/pods", json=pod("frozen", frozen="true")).status_code == 201
     assert http.post(f"/api/v1/namespaces/{ns}/pods", json=pod("thawed")).status_code == 201
     patch = {"metadata": {"labels": {"touched": "yes"}}}
     headers = {"Content-Type": "application/merge-patch+json"}
-    assert http.patch(f"/api/v1/namespaces/{ns}/pods/frozen", content=json.dumps(patch), headers=headers).status_code == 200
+    assert (
+        http.patch(f"/api/v1/namespaces/{ns}/pods/frozen", content=json.dumps(patch), headers=headers).status_code
+        == 200
+    )
     status = {"status": {"message": "hello"}}
     frozen = http.patch(f"/api/v1/namespaces/{ns}/pods/frozen/status", content=json.dumps(status), headers=headers)
     assert frozen.status_code == 400
@@ -342,7 +396,9 @@ def test_selectors_and_subresource_rules_decide_which_requests_are_sent(
     elsewhere = f"wh-other-{uuid.uuid4().hex[:6]}"
     http.post("/api/v1/namespaces", json={"metadata": {"name": elsewhere}})
     assert http.post(f"/api/v1/namespaces/{elsewhere}/pods", json=pod("frozen", frozen="true")).status_code == 201
-    other = http.patch(f"/api/v1/namespaces/{elsewhere}/pods/frozen/status", content=json.dumps(status), headers=headers)
+    other = http.patch(
+        f"/api/v1/namespaces/{elsewhere}/pods/frozen/status", content=json.dumps(status), headers=headers
+    )
     assert other.status_code == 200  # the namespaceSelector does not match
 
 
@@ -373,12 +429,18 @@ def test_invalid_webhook_configurations_are_refused(http: httpx.Client, ns: str)
     assert response.status_code == 422
     message = response.json()["message"]
     assert 'webhooks[0].name: Invalid value: "short": should be a domain with at least three segments' in message
-    assert "webhooks[0].timeoutSeconds: Invalid value: 31: the timeout value must be between 1 and 30 seconds" in message
+    assert (
+        "webhooks[0].timeoutSeconds: Invalid value: 31: the timeout value must be between 1 and 30 seconds" in message
+    )
     assert 'webhooks[0].sideEffects: Unsupported value: "Some"' in message
     assert 'webhooks[0].clientConfig.url: Unsupported value: "http": supported values: "https"' in message
     created = http.post(
         VALIDATING,
-        json={**body, "metadata": {"name": "defaults"}, "webhooks": [webhook("ok.test.skiff.dev", ns, {"url": "https://example.com/x"})]},
+        json={
+            **body,
+            "metadata": {"name": "defaults"},
+            "webhooks": [webhook("ok.test.skiff.dev", ns, {"url": "https://example.com/x"})],
+        },
     )
     assert created.status_code == 201, created.text
     defaulted = created.json()["webhooks"][0]

@@ -16,6 +16,7 @@ from controllers.scheduler.plugins.noderesources import BalancedAllocation, Leas
 from controllers.scheduler.plugins.nodestate import NodeReady, NodeUnschedulable
 from controllers.scheduler.plugins.selectorspread import SelectorSpread
 from controllers.scheduler.plugins.tainttoleration import TaintTolerationFilter, TaintTolerationScore
+from controllers.scheduler.plugins.volumes import VolumeBinder, VolumeBinding
 
 FILTERS: tuple[type[FilterPlugin], ...] = (
     NodeUnschedulable,
@@ -25,6 +26,7 @@ FILTERS: tuple[type[FilterPlugin], ...] = (
     NodePorts,
     NodeResourcesFit,
     InterPodAffinity,
+    VolumeBinding,
 )
 SCORES: tuple[type[ScorePlugin], ...] = (
     LeastAllocated,
@@ -33,7 +35,7 @@ SCORES: tuple[type[ScorePlugin], ...] = (
     NodeAffinityScore,
     TaintTolerationScore,
 )
-PRE_BINDS: tuple[type[PreBindPlugin], ...] = ()
+PRE_BINDS: tuple[type[PreBindPlugin], ...] = (VolumeBinder,)
 
 
 def default_filters(handle: Handle) -> list[FilterPlugin]:

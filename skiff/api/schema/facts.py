@@ -30,6 +30,8 @@ _BY_NAME = _merge_map("name")
 # (definition short name, JSON field) -> list facts. Lists not named here are replaced whole.
 LIST_FACTS: dict[tuple[str, str], ListFacts] = {
     ("ObjectMeta", "finalizers"): ListFacts("merge", None, "set"),
+    ("MutatingWebhookConfiguration", "webhooks"): _BY_NAME,
+    ("ValidatingWebhookConfiguration", "webhooks"): _BY_NAME,
     ("ObjectMeta", "ownerReferences"): _merge_map("uid"),
     ("PodSpec", "volumes"): _merge_map("name", strategy="merge,retainKeys"),
     ("PodSpec", "initContainers"): _BY_NAME,
@@ -109,6 +111,8 @@ MICRO_TIME_FIELDS: dict[str, tuple[str, ...]] = {
 INT_OR_STRING = "io.k8s.apimachinery.pkg.util.intstr.IntOrString"
 RAW_EXTENSION = "io.k8s.apimachinery.pkg.runtime.RawExtension"
 FIELDS_V1 = "io.k8s.apimachinery.pkg.apis.meta.v1.FieldsV1"
+# Any JSON value (a CRD schema's default, enum and example values; items and additionalProperties).
+JSON_VALUE = "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSON"
 QUANTITY = "io.k8s.apimachinery.pkg.api.resource.Quantity"
 TIME = "io.k8s.apimachinery.pkg.apis.meta.v1.Time"
 MICRO_TIME = "io.k8s.apimachinery.pkg.apis.meta.v1.MicroTime"
@@ -116,6 +120,14 @@ PATCH = "io.k8s.apimachinery.pkg.apis.meta.v1.Patch"
 
 OBJECT_FIELDS: dict[tuple[str, str], str] = {
     ("V1ManagedFieldsEntry", "fields_v1"): FIELDS_V1,
+    ("V1CustomResourceSubresources", "status"): RAW_EXTENSION,
+    ("V1JSONSchemaProps", "default"): JSON_VALUE,
+    ("V1JSONSchemaProps", "enum"): JSON_VALUE,
+    ("V1JSONSchemaProps", "dependencies"): JSON_VALUE,
+    ("V1JSONSchemaProps", "example"): JSON_VALUE,
+    ("V1JSONSchemaProps", "items"): JSON_VALUE,
+    ("V1JSONSchemaProps", "additional_properties"): JSON_VALUE,
+    ("V1JSONSchemaProps", "additional_items"): JSON_VALUE,
     ("V1ControllerRevision", "data"): RAW_EXTENSION,
     ("V1WatchEvent", "object"): RAW_EXTENSION,
     ("V1HTTPGetAction", "port"): INT_OR_STRING,
@@ -168,6 +180,8 @@ GROUP_PACKAGES: dict[str, str] = {
     "coordination.k8s.io": "coordination",
     "events.k8s.io": "events",
     "certificates.k8s.io": "certificates",
+    "admissionregistration.k8s.io": "admissionregistration",
+    "apiextensions.k8s.io": "apiextensions",
 }
 
 # Kinds that subresources and error replies use, beyond the table of served resources:

@@ -23,7 +23,9 @@ from skiff.api.schema import descriptions, facts
 
 OUTPUT = Path(__file__).with_name("definitions.json")
 
-_CLASS_PREFIX = re.compile(r"^(Core|Events|Storage|Discovery|Rbac|Authentication|Apiextensions)?(V\d\w*?)(?=[A-Z])")
+_CLASS_PREFIX = re.compile(
+    r"^(Core|Events|Storage|Discovery|Rbac|Authentication|Apiextensions|Admissionregistration)?(V\d\w*?)(?=[A-Z])"
+)
 _LIST_TYPE = re.compile(r"^List\[(.+)\]$")
 _DICT_TYPE = re.compile(r"^Dict\[str, (.+)\]$")
 _GENERIC_TOP_FIELDS = {
@@ -57,6 +59,10 @@ SPECIAL_DEFINITIONS: dict[str, dict[str, Any]] = {
         "type": "object",
         "x-kubernetes-preserve-unknown-fields": True,
         "description": "An embedded object of any kind, kept as given.",
+    },
+    facts.JSON_VALUE: {
+        "x-kubernetes-preserve-unknown-fields": True,
+        "description": "Any JSON value: an object, a list, a string, a number, a boolean or null.",
     },
     facts.FIELDS_V1: {
         "type": "object",
@@ -152,6 +158,10 @@ class SchemaWriter:
         required = []
         for attribute, type_text in model.openapi_types.items():
             json_name = model.attribute_map[attribute]
+            # JSONSchemaProps' $ref and $schema are forbidden in structural schemas, and a "$ref" property
+            # would read as a reference to every tool that walks the definitions.
+            if json_name.startswith("$"):
+                continue
             prop = self.property_schema(model, attribute, type_text)
             self._add_patch_facts(prop, type_name, json_name)
             if json_name in texts:

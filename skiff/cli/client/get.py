@@ -84,6 +84,7 @@ class Getter:
                 with_namespace=resource.namespaced and self.args.all_namespaces,
                 show_labels=self.args.show_labels,
                 no_headers=self.args.no_headers,
+                plain=self.args.watch,
             )
         return self.printers[resource]
 

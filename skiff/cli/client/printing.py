@@ -65,9 +65,11 @@ def column_widths(rows: Sequence[Sequence[str]]) -> list[int]:
     return [max((len(r[i]) for r in rows if i < len(r)), default=0) for i in range(count)]
 
 
-def print_rows(header: Sequence[str], rows: Sequence[Sequence[str]], no_headers: bool = False) -> None:
-    """A static table: rich on a terminal, aligned plain text otherwise."""
-    if is_tty():
+def print_rows(
+    header: Sequence[str], rows: Sequence[Sequence[str]], no_headers: bool = False, plain: bool = False
+) -> None:
+    """A static table: rich on a terminal, aligned plain text otherwise (or when `plain`)."""
+    if is_tty() and not plain:
         _print_rich(header, rows, no_headers)
         return
     for line in aligned(list(rows) if no_headers else [header, *rows]):
@@ -77,12 +79,14 @@ def print_rows(header: Sequence[str], rows: Sequence[Sequence[str]], no_headers:
 def _print_rich(header: Sequence[str], rows: Sequence[Sequence[str]], no_headers: bool) -> None:
     from rich import box
     from rich.table import Table
+    from rich.text import Text
 
     table = Table(box=box.SIMPLE_HEAD, show_header=not no_headers, header_style="bold cyan", pad_edge=False)
     for name in header:
-        table.add_column(name, no_wrap=True)
+        table.add_column(Text(name), no_wrap=True)
     for row in rows:
-        table.add_row(*row)
+        # Cells are data, never markup: `[dev system:authenticated]` must print as it is.
+        table.add_row(*(Text(cell) for cell in row))
     console().print(table)
 
 
@@ -94,6 +98,8 @@ class TablePrinter:
     with_namespace: bool = False
     show_labels: bool = False
     no_headers: bool = False
+    # Plain columns even on a terminal, so that rows printed later (a watch) line up with the first ones.
+    plain: bool = False
     widths: list[int] = field(default_factory=list)
 
     def _columns(self, table: dict[str, Any]) -> list[int]:
@@ -122,7 +128,7 @@ class TablePrinter:
     def print(self, table: dict[str, Any]) -> None:
         header, rows = self.header(table), self.rows(table)
         self.widths = column_widths([header, *rows])
-        print_rows(header, rows, self.no_headers)
+        print_rows(header, rows, self.no_headers, self.plain)
 
     def print_more(self, table: dict[str, Any]) -> None:
         """Rows that arrive later (a watch): aligned to the first table's columns, no header again."""

@@ -24,15 +24,15 @@ class RolloutState:
 def deployment_status(deployment: Obj) -> RolloutState:
     meta, spec, status = deployment.get("metadata") or {}, deployment.get("spec") or {}, deployment.get("status") or {}
     name = meta.get("name")
-    if meta.get("generation", 0) > status.get("observedGeneration", 0):
-        return RolloutState("Waiting for deployment spec update to be observed...", False)
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
-            raise CommandError(f'deployment "{name}" exceeded its progress deadline')
     wanted = spec.get("replicas", 1)
     updated, total = status.get("updatedReplicas", 0), status.get("replicas", 0)
     available = status.get("availableReplicas", 0)
     counts = {"updated": updated, "wanted": wanted, "available": available}
+    if meta.get("generation", 0) > status.get("observedGeneration", 0):
+        return RolloutState("Waiting for deployment spec update to be observed...", False, **counts)
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
+            raise CommandError(f'deployment "{name}" exceeded its progress deadline')
     prefix = f'Waiting for deployment "{name}" rollout to finish: '
     if updated < wanted:
         return RolloutState(f"{prefix}{updated} out of {wanted} new replicas have been updated...", False, **counts)
@@ -109,7 +109,7 @@ class StatusProgress:
 
             self._progress = Progress(TextColumn("{task.description:>10}"), BarColumn(), MofNCompleteColumn())
             self._progress.start()
-            self._tasks = {k: self._progress.add_task(k, total=None) for k in ("updated", "available")}
+            self._tasks = {k: self._progress.add_task(k, total=1) for k in ("updated", "available")}
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -118,8 +118,8 @@ class StatusProgress:
 
     def show(self, state: RolloutState) -> bool:
         if self._progress is not None:
-            self._progress.update(self._tasks["updated"], completed=state.updated, total=state.wanted or None)
-            self._progress.update(self._tasks["available"], completed=state.available, total=state.wanted or None)
+            self._progress.update(self._tasks["updated"], completed=state.updated, total=max(state.wanted, 1))
+            self._progress.update(self._tasks["available"], completed=state.available, total=max(state.wanted, 1))
         if state.message != self.last:
             self.last = state.message
             if self._progress is not None:
