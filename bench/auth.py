@@ -150,6 +150,7 @@ def main() -> None:
     args = parser.parse_args()
     if not 1 <= args.reps <= 10 or not 1 <= args.duration <= 60 or not 0 <= args.bindings <= 20_000:
         sys.exit("bench: --reps 1..10, --duration 1..60, --bindings 0..20000")
+    common.stop_on_sigterm()
     common.use_source(args.source)
     build_loadgen()
     started = time.monotonic()

@@ -43,6 +43,11 @@ def use_source(tree: Path) -> None:
     SOURCE = tree.resolve()
 
 
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so that `with` blocks stop the servers this script started."""
+    signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(143))
+
+
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 

@@ -14,7 +14,9 @@ the Deployment's create request:
 - total: until the last pod is Ready; end-to-end pods/s is R / total;
 - created: until the last pod exists (the Deployment and ReplicaSet controllers);
 - scheduler pods/s: (R - 1) / (last pod bound - first pod bound);
-- cores busy: CPU seconds of each component's process over the run's wall time.
+- cores busy: CPU seconds of each component's process over the run's wall time; and, beside it, the
+  time its threads were runnable but waiting for a CPU (/proc/<pid>/task/*/schedstat) over wall time:
+  on a shared machine, the cores it wanted and did not get.
 
 With --profile-dir, one more run per scenario (not counted in the figures) records every component with
 py-spy at 50 Hz; summarise with bench/pyspy_top.py.
@@ -46,6 +48,7 @@ from common import (
     log,
     median,
     process_cpu,
+    process_wait,
     profiling_pid,
     wait_nodes_ready,
 )
@@ -127,12 +130,14 @@ def one_run(
             if profile is not None:
                 stack.enter_context(profiling_pid(pid, profile / f"controllers-{replicas}x{nodes}-{name}", rate=50))
         cpu_before = {name: process_cpu(pid) for name, pid in pids.items()}
+        wait_before = {name: process_wait(pid) for name, pid in pids.items()}
         t0 = time.monotonic()
         with target.client() as client:
             create(client, f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments", deployment(replicas), (201,))
         complete = watcher.inner.wait("ready", replicas, timeout)
         wall = time.monotonic() - t0
         cores = {name: round((process_cpu(pid) - cpu_before[name]) / wall, 2) for name, pid in pids.items()}
+        waiting = {name: round((process_wait(pid) - wait_before[name]) / wall, 2) for name, pid in pids.items()}
         w = watcher.inner
         if not complete:
             log(f"  {label}: only {len(w.ready)} of {replicas} pods Ready after {timeout:.0f} s ({w.error or ''})")
@@ -152,6 +157,7 @@ def one_run(
             ),
             "watch_events": w.events,
             "cores": cores,
+            "cpu_wait_cores": waiting,
         }
         result["pods_per_s"] = round(len(w.ready) / result["total_s"], 1) if result["total_s"] else None
         return result
@@ -168,7 +174,7 @@ class _Stopping:
 
 
 def brief(r: dict[str, Any]) -> str:
-    cores = ", ".join(f"{k} {v}" for k, v in r["cores"].items())
+    cores = ", ".join(f"{k} {v} (+{r['cpu_wait_cores'][k]} waiting)" for k, v in r["cores"].items())
     return (
         f"{r['ready']}/{r['replicas']} Ready in {r['total_s']} s = {r['pods_per_s']} pods/s; all created at "
         f"{r['created_s']} s, bound {r['first_bound_s']}..{r['bound_s']} s = scheduler {r['scheduler_pods_per_s']}"
@@ -188,6 +194,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temporary data directories and logs")
     parser.add_argument("--source", type=Path, default=common.REPO, help="tree to run the components from")
     args = parser.parse_args()
+    common.stop_on_sigterm()
     common.use_source(args.source)
     scenarios = [tuple(int(x) for x in s.split("/")) for s in args.scenarios.split(",") if s]
     reps = [int(r) for r in args.reps.split(",")]
@@ -229,13 +236,16 @@ def main() -> None:
             "created_s": median([r["created_s"] for r in results]),
             "scheduler_pods_per_s": median([r["scheduler_pods_per_s"] or 0 for r in results]),
             "cores": {name: median([r["cores"][name] for r in results]) for name in results[0]["cores"]},
+            "cpu_wait_cores": {
+                name: median([r["cpu_wait_cores"][name] for r in results]) for name in results[0]["cpu_wait_cores"]
+            },
         }
     print()
     head = f"{'replicas/nodes':<16}{'runs':>5}{'total s':>9}{'pods/s':>8}{'created s':>11}{'sched pods/s':>14}"
-    print(head + "   cores busy (apiserver, kubelet, scheduler, controller-manager)")
+    print(head + "   cores busy+waiting for a CPU (apiserver / kubelet / scheduler / controller-manager)")
     print("-" * (len(head) + 64))
     for key, row in summary.items():
-        cores = " / ".join(f"{v:.2f}" for v in row["cores"].values())
+        cores = " / ".join(f"{v:.2f}+{row['cpu_wait_cores'][k]:.2f}" for k, v in row["cores"].items())
         runs_text = f"{row['complete_runs']}/{row['runs']}"
         print(
             f"{key:<16}{runs_text:>5}{row['total_s']:>9.1f}{row['pods_per_s']:>8.1f}{row['created_s']:>11.1f}"

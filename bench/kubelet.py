@@ -192,6 +192,7 @@ def main() -> None:
         sys.exit("bench: --nodes 1..5000, --pods 0..100000, --reps 1..10")
     if not (5 <= args.idle_seconds <= 600 and 0 <= args.settle <= 300 and 30 <= args.timeout <= 3600):
         sys.exit("bench: --idle-seconds 5..600, --settle 0..300, --timeout 30..3600")
+    common.stop_on_sigterm()
     common.use_source(args.source)
     build_loadgen()
     started = time.monotonic()

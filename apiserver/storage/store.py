@@ -185,6 +185,11 @@ class Store:
         self.url = url
         self.engine: AsyncEngine = self._make_engine(url)
         self.dialect = self.engine.dialect.name
+        # Single-statement reads need no transaction around them: on PostgreSQL, autocommit saves the
+        # BEGIN and ROLLBACK round trips that a transaction per read would cost.
+        self._reads: AsyncEngine = (
+            self.engine.execution_options(isolation_level="AUTOCOMMIT") if self.dialect == "postgresql" else self.engine
+        )
         self.on_commit = on_commit
         self._queue: asyncio.Queue[_Write] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
@@ -204,7 +209,10 @@ class Store:
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
             event.listen(engine.sync_engine, "begin", _sqlite_begin)
             return engine
-        return create_async_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+        # No pool_pre_ping: on asyncpg it costs three round trips (BEGIN, a ping, ROLLBACK) per checkout,
+        # more than most reads themselves. A connection found broken is invalidated with the rest of the
+        # pool by the error it raises; recycling bounds how long an idle connection is kept.
+        return create_async_engine(url, pool_size=8, max_overflow=8, pool_recycle=1800)
 
     async def open(self) -> None:
         await upgrade(self.engine)
@@ -227,13 +235,13 @@ class Store:
     async def current_rv(self) -> int:
         if self._reader is not None:
             return self._reader.counter(t.RESOURCE_VERSION)
-        async with self.engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return await self._counter(conn, t.RESOURCE_VERSION)
 
     async def compacted_rv(self) -> int:
         if self._reader is not None:
             return self._reader.counter(t.COMPACTED)
-        async with self.engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return await self._counter(conn, t.COMPACTED)
 
     @staticmethod
@@ -251,7 +259,7 @@ class Store:
             return Stored(rv, data, stale=stale)
         o = t.objects.c
         query = select(o.rv, o.data).where(o.resource == resource, o.namespace == namespace, o.name == name)
-        async with self.engine.connect() as conn:
+        async with self._reads.connect() as conn:
             row = (await conn.execute(query)).first()
         if row is None:
             return None
@@ -331,7 +339,7 @@ class Store:
         query = select(func.count()).select_from(t.objects).where(o.resource == resource)
         if namespace is not None:
             query = query.where(o.namespace == namespace)
-        async with self.engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
 
     @contextlib.asynccontextmanager
@@ -389,6 +397,16 @@ class Store:
         if until_rv is not None:
             query = query.where(c.rv <= until_rv)
         query = query.order_by(c.rv).limit(limit)
+        if self.is_postgres:
+            # Two autocommit statements instead of a snapshot transaction: the rows first, then the mark.
+            # Compaction deletes entries and raises the mark in one transaction, so a mark read after the
+            # rows that is still at or below `after_rv` proves no entry the rows should hold was deleted.
+            async with self._reads.connect() as conn:
+                rows = list((await conn.execute(query)).all())
+                compacted = await self._counter(conn, t.COMPACTED)
+            if after_rv < compacted:
+                raise ResourceVersionExpired(after_rv, compacted)
+            return rows
         async with self._snapshot() as conn:
             compacted = await self._counter(conn, t.COMPACTED)
             if after_rv < compacted:
@@ -462,11 +480,11 @@ class Store:
             plan = _plan_batch(batch, current, rv)
             if plan.changes:
                 await self._apply_plan(conn, plan)
-                await conn.execute(
-                    update(t.counters).where(t.counters.c.key == t.RESOURCE_VERSION).values(value=plan.last_rv)
-                )
+                advance = update(t.counters).where(t.counters.c.key == t.RESOURCE_VERSION).values(value=plan.last_rv)
                 if self.is_postgres:
-                    await conn.exec_driver_sql("SELECT pg_notify('skiff_changes', '')")
+                    # Wake the change-log tailers (delivered at commit) in the same round trip.
+                    advance = advance.returning(func.pg_notify("skiff_changes", ""))
+                await conn.execute(advance)
         for write, outcome in plan.outcomes:
             if isinstance(outcome, Exception):
                 write.future.set_exception(outcome)

@@ -71,7 +71,7 @@ COMPONENT = "persistentvolume-controller"
 VOLUME_BY_CLAIM = "by-claim-ref"
 CLAIM_BY_VOLUME = "by-volume-name"
 RESYNC_SECONDS = 15.0
-CLAIM_WORKERS = 8
+CLAIM_WORKERS = 16
 VOLUME_WORKERS = 4
 NO_PROVISIONER = "kubernetes.io/no-provisioner"
 

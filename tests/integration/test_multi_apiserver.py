@@ -187,9 +187,11 @@ def test_concurrent_writers_on_two_servers_reach_both_watchers_exactly_once_in_o
     expected = sorted(acknowledged, key=lambda event: event[2])
     rvs = [rv for *_, rv in expected]
     assert len(expected) > WRITERS * OPS_PER_WRITER // 2
-    # Every acknowledged write got its own resourceVersion, and nothing else was committed in between:
-    # the versions from the start of the watch to the last write have no holes.
-    assert rvs == list(range(start_rv + 1, start_rv + 1 + len(rvs)))
+    # Every acknowledged write got its own resourceVersion after the watch started. (The servers' own
+    # bookkeeping, such as the `kubernetes` Service endpoints, also writes, so versions are not contiguous
+    # here; the store tests check that the log itself has no holes.) A watcher seeing exactly the
+    # acknowledged writes also shows that the writes refused with 409 left no event behind.
+    assert len(set(rvs)) == len(rvs) and rvs[0] > start_rv
     for name, log in (("server A", log_a), ("server B", log_b)):
         assert log.events == expected, f"the watcher on {name} diverged from the acknowledged writes"
 
