@@ -9,7 +9,6 @@ were available, which is what maxSurge and maxUnavailable promise.
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import threading
@@ -22,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import REPO_ROOT, ApiServer, Kubectl, free_port
+from tests.support import REPO_ROOT, ApiServer, Component, Kubectl, free_port
 
 pytestmark = pytest.mark.kubectl
 
@@ -36,38 +35,6 @@ CONTROLLERS = "deployment,replicaset,serviceaccount,garbagecollector"
 
 # ---------------------------------------------------------------------------------------------------
 # Processes
-
-
-class Component:
-    """One cluster process with its own log file."""
-
-    def __init__(self, name: str, args: list[str], log_dir: Path) -> None:
-        self.name = name
-        self.args = args
-        self.log_path = log_dir / f"{name}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Component:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child process owns it
-        command = [sys.executable, "-m", "skiff", *self.args]
-        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
-        return self
-
-    def kill(self) -> None:
-        self.stop(signal.SIGKILL)
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(sig)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
 
 def controller_manager(name: str, kubeconfig: Path, log_dir: Path) -> Component:
