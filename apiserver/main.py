@@ -194,6 +194,10 @@ class ApiHttpServer(uvicorn.Server):
         with contextlib.suppress(RuntimeError):
             asyncio.get_running_loop().call_soon_threadsafe(self.hub.close_all)
         super().handle_exit(sig, frame)
+        # uvicorn would re-raise the signal once it has stopped serving, killing the process before `run`
+        # closes storage and leaves the `kubernetes` endpoints; the stop is handled here instead, so the
+        # process finishes its shutdown and exits with status 0.
+        self._captured_signals.clear()
 
 
 async def build_state(config: ServerConfig, resources: ResourceTable = BUILTINS) -> tuple[ServerState, Any]:
