@@ -159,7 +159,27 @@ class ServiceAccountTokenAuthenticator:
             self._cache.popitem(last=False)
 
     # -- signature and claims ----------------------------------------------------------------------------
-    def _verify(self, token: str, now: float) -> _Entry | None:
+    async def review(self, token: str, audiences: Sequence[str]) -> tuple[UserInfo, list[str]] | None:
+        """TokenReview with `spec.audiences`: verify the token for those audiences instead of the API
+        server's own, and name the ones it was issued for. None when the token is not valid for them."""
+        if token.count(".") != 2:
+            return None
+        try:
+            entry = self._verify(token, self.clock(), audiences)
+            if entry is None:
+                return None
+            await self._check_objects(entry.checks, token)
+        except InvalidToken as problem:
+            log.info("service account token rejected in review (sha256 %s…): %s", token_digest(token)[:12], problem)
+            return None
+        claimed = jwt.decode(token, options={"verify_signature": False}).get("aud") or []
+        claimed = [claimed] if isinstance(claimed, str) else list(claimed)
+        # A legacy token carries no audience: it is valid for the API server's own audiences only.
+        valid_for = claimed or self.audiences
+        matched = [a for a in audiences if a in valid_for]
+        return (entry.user, matched) if matched else None
+
+    def _verify(self, token: str, now: float, audiences: Sequence[str] | None = None) -> _Entry | None:
         try:
             header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
@@ -169,12 +189,13 @@ class ServiceAccountTokenAuthenticator:
         if not isinstance(issuer, str) or (issuer not in self.issuers and issuer != LEGACY_ISSUER):
             return None
         algorithm = header.get("alg")
-        claims = self._check_signature(token, header.get("kid"), algorithm, issuer == LEGACY_ISSUER, now)
+        legacy = issuer == LEGACY_ISSUER
+        claims = self._check_signature(token, header.get("kid"), algorithm, legacy, list(audiences or self.audiences))
         if issuer == LEGACY_ISSUER:
             return self._legacy_entry(claims, now)
         return self._bound_entry(claims, now)
 
-    def _check_signature(self, token: str, kid: Any, algorithm: Any, legacy: bool, now: float) -> Obj:
+    def _check_signature(self, token: str, kid: Any, algorithm: Any, legacy: bool, audiences: list[str]) -> Obj:
         if not isinstance(algorithm, str) or not (algorithm in _RSA_ALGORITHMS or algorithm.startswith("ES")):
             raise InvalidToken(f"signing algorithm {algorithm!r} is not accepted")
         options: Any = {"require": [] if legacy else ["exp", "iat", "nbf"], "verify_aud": not legacy}
@@ -188,7 +209,7 @@ class ServiceAccountTokenAuthenticator:
                     token,
                     key,
                     algorithms=allowed,
-                    audience=None if legacy else self.audiences,
+                    audience=None if legacy else audiences,
                     options=options,
                     leeway=LEEWAY_SECONDS,
                 )

@@ -197,6 +197,9 @@ async def token_review(ctx: RequestContext) -> Response:
     token = str(spec.get("token") or "")
     status: Obj = {"user": {}}
     user = None
+    audiences = [str(a) for a in spec.get("audiences") or []]
+    if token and audiences:
+        return _answer(ctx, body, await _review_for_audiences(ctx, token, audiences), spec)
     if token:
         # Only the bearer-token authenticators can recognise it: the scope carries no client certificate.
         scope: dict[str, Any] = {"type": "http", "headers": [], "extensions": {}}
@@ -206,10 +209,20 @@ async def token_review(ctx: RequestContext) -> Response:
             status["error"] = error.message
     if user is not None:
         status = {"authenticated": True, "user": user.to_dict()}
-        audiences = spec.get("audiences")
-        if audiences:
-            status["audiences"] = list(audiences)
     return _answer(ctx, body, status, spec)
+
+
+async def _review_for_audiences(ctx: RequestContext, token: str, audiences: list[str]) -> Obj:
+    """A token is authenticated for the reviewer's audiences only if it was issued for one of them."""
+    for authenticator in ctx.state.authn.authenticators:
+        review = getattr(authenticator, "review", None)
+        if review is None:
+            continue
+        reviewed = await review(token, audiences)
+        if reviewed is not None:
+            user, matched = reviewed
+            return {"authenticated": True, "user": user.to_dict(), "audiences": matched}
+    return {"user": {}, "error": "token audiences are invalid for the target audiences"}
 
 
 Handler = Callable[["RequestContext"], Awaitable[Response]]

@@ -366,3 +366,23 @@ def test_rotated_signing_key_keeps_old_tokens_valid(tmp_path: Path) -> None:
         assert identity(rotated, new_token) is not None
     finally:
         rotated.stop()
+
+
+def test_token_review_checks_the_reviewers_audience(http: httpx.Client, ns: str) -> None:
+    make_account(http, ns, "app")
+    for_vault = request_token(http, ns, "app", audiences=["vault"]).json()["status"]["token"]
+    for_api = request_token(http, ns, "app").json()["status"]["token"]
+
+    def review(token: str, audiences: list[str]) -> Obj:
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+                "spec": {"token": token, "audiences": audiences}}  # fmt: skip
+        response = http.post("/apis/authentication.k8s.io/v1/tokenreviews", json=body)
+        assert response.status_code == 201, response.text
+        return response.json()["status"]
+
+    accepted = review(for_vault, ["vault", "other"])
+    assert accepted["authenticated"] is True
+    assert accepted["audiences"] == ["vault"]
+    assert accepted["user"]["username"] == f"system:serviceaccount:{ns}:app"
+    assert not review(for_vault, ["other"]).get("authenticated")
+    assert not review(for_api, ["vault"]).get("authenticated")  # a token for the API server is not for vault
