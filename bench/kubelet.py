@@ -180,7 +180,7 @@ def main() -> None:
     parser.add_argument("--nodes", type=int, default=1000, help="nodes the one kubelet process simulates")
     parser.add_argument("--pods", type=int, default=30_000, help="bound pods to bring to Running (0: idle only)")
     parser.add_argument("--idle-seconds", type=float, default=60, help="idle measurement window")
-    parser.add_argument("--settle", type=float, default=15, help="seconds between all nodes Ready and the idle window")
+    parser.add_argument("--settle", type=float, default=90, help="seconds between all nodes Ready and the idle window")
     parser.add_argument("--reps", type=int, default=1, help="repetitions, each on a fresh cluster")
     parser.add_argument("--timeout", type=float, default=1200, help="seconds allowed for nodes Ready, and for pods")
     parser.add_argument("--json", type=Path, help="also write every run and the summary here")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from skiff.client.rest import AsyncClient
@@ -50,7 +49,3 @@ class ControllerContext:
         for recorder in self._recorders.values():
             await recorder.aclose()
         await self.client.aclose()
-
-
-# A controller is started by a function that sets up its informers and returns the coroutine to run.
-StartController = Callable[[ControllerContext], Awaitable[None]]

@@ -33,7 +33,8 @@ from typing import Any
 from controllers.base import ControllerContext
 from skiff.api.errors import ApiError
 from skiff.api.kinds import ResourceType
-from skiff.client.rest import PARTIAL_OBJECT_METADATA, AsyncClient, default_user_agent
+from skiff.client.builder import PARTIAL_OBJECT_METADATA
+from skiff.client.rest import AsyncClient, default_user_agent
 from skiff.runtime import (
     Controller,
     DeletedFinalStateUnknown,

@@ -17,18 +17,14 @@ from typing import Any
 from controllers.podutil import controller_of, controller_ref, is_terminating
 from skiff.api.errors import ApiError
 from skiff.api.selectors import LabelSelector
-from skiff.client.rest import AsyncClient, ResourceRef
+from skiff.client.builder import ResourceRef
+from skiff.client.rest import AsyncClient
 from skiff.runtime import index_by_controller_uid
 
 log = logging.getLogger("skiff.controller.ownerrefs")
 
 Obj = dict[str, Any]
 Recheck = Callable[[], Awaitable[bool]]
-
-
-def owned_by(obj: Obj, uid: str) -> bool:
-    owner = controller_of(obj)
-    return owner is not None and owner.get("uid") == uid
 
 
 class ClaimManager:

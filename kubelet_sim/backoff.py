@@ -51,10 +51,5 @@ class Backoff:
             return 0.0
         return max(since + entry.delay - moment, 0.0)
 
-    def gc(self) -> None:
-        moment = self.clock()
-        for key in [k for k, entry in self._entries.items() if self._expired(entry, moment)]:
-            del self._entries[key]
-
     def forget(self, key: Hashable) -> None:
         self._entries.pop(key, None)

@@ -216,17 +216,18 @@ class Kubectl:
 
 
 class Component:
-    """One cluster process with its own log file."""
+    """One cluster process with its own log file: `skiff ARGS`, or `python PROGRAM ARGS` for a script."""
 
-    def __init__(self, name: str, args: list[str], log_dir: Path) -> None:
+    def __init__(self, name: str, args: list[str], log_dir: Path, program: Sequence[str] = ("-m", "skiff")) -> None:
         self.name = name
         self.args = args
+        self.program = list(program)
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Component:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child process owns it
-        command = [sys.executable, "-m", "skiff", *self.args]
+        command = [sys.executable, *self.program, *self.args]
         self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
         return self
 

@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 NOT_READY = "node.kubernetes.io/not-ready"
 UNREACHABLE = "node.kubernetes.io/unreachable"
 NO_EXECUTE = "NoExecute"
-DEFAULT_SECONDS = 300
 Obj = dict[str, Any]
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from apiserver.auth.rbac import RBAC_GROUP, SYSTEM_MASTERS, Rule, go_quote_list, missing_rules, rules_of
+from apiserver.auth.rbac_rules import RBAC_GROUP, SYSTEM_MASTERS, Rule, go_quote_list, missing_rules, rules_of
 from apiserver.http.requestinfo import RequestInfo
 from skiff.api.errors import ApiError, not_found
 

@@ -12,7 +12,7 @@ import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from apiserver.auth.rbac import CLUSTER_ROLE_BINDINGS_KEY, CLUSTER_ROLES_KEY, RBAC_GROUP, Rule, missing_rules
+from apiserver.auth.rbac_rules import CLUSTER_ROLE_BINDINGS_KEY, CLUSTER_ROLES_KEY, RBAC_GROUP, Rule, missing_rules
 from apiserver.http.objects import now_rfc3339
 from apiserver.storage.store import KeyExists, KeyNotFound, VersionConflict
 

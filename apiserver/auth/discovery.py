@@ -17,7 +17,6 @@ from skiff.pki.tokens import ServiceAccountKeys, algorithm_for
 
 OPENID_CONFIGURATION_PATH = "/.well-known/openid-configuration"
 JWKS_PATH = "/openid/v1/jwks"
-DISCOVERY_PATHS = (OPENID_CONFIGURATION_PATH, JWKS_PATH)
 CACHE_CONTROL = "public, max-age=3600"
 
 

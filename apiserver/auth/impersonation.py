@@ -13,7 +13,7 @@ from urllib.parse import unquote
 
 from apiserver.auth.authn import ANONYMOUS, AUTHENTICATED, UNAUTHENTICATED, UserInfo
 from apiserver.auth.authz import Authorizer
-from apiserver.auth.rbac import SERVICE_ACCOUNT_PREFIX, forbidden_error
+from apiserver.auth.rbac_rules import SERVICE_ACCOUNT_PREFIX, forbidden_error
 from apiserver.http.requestinfo import RequestInfo
 from skiff.api.errors import bad_request
 

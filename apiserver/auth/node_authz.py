@@ -19,7 +19,7 @@ import orjson
 from apiserver.auth.authn import UserInfo
 from apiserver.auth.authz import Decision
 from apiserver.auth.bootstrap_policy import NODE_RULES
-from apiserver.auth.rbac import rule_allows
+from apiserver.auth.rbac_rules import rule_allows
 from apiserver.http.requestinfo import RequestInfo
 from apiserver.storage.store import Change
 
@@ -104,7 +104,6 @@ class NodeGraph:
     def __init__(self) -> None:
         self._pods: dict[tuple[str, str], tuple[str, frozenset[Ref]]] = {}  # pod → (node, refs)
         self._nodes_of: dict[Ref, Counter[str]] = {}
-        self._pod_nodes: dict[tuple[str, str], str] = {}
         self._claim_volume: dict[tuple[str, str], str] = {}  # claim → bound volume
         self._claims_of_volume: dict[str, set[tuple[str, str]]] = {}
         self._loaded_rv: dict[str, int] = {}
@@ -140,7 +139,6 @@ class NodeGraph:
         previous = self._pods.pop(key, None)
         if previous is not None:
             node, refs = previous
-            self._pod_nodes.pop(key, None)
             for ref in refs:
                 counter = self._nodes_of.get(ref)
                 if counter is not None:
@@ -154,12 +152,8 @@ class NodeGraph:
             return
         refs = frozenset(pod_references(obj))
         self._pods[key] = (node, refs)
-        self._pod_nodes[key] = node
         for ref in refs:
             self._nodes_of.setdefault(ref, Counter())[node] += 1
-
-    def node_of_pod(self, namespace: str, name: str) -> str | None:
-        return self._pod_nodes.get((namespace, name))
 
     def related(self, node: str, kind: str, namespace: str, name: str) -> bool:
         return node in self._nodes_of.get((kind, namespace, name), ())

@@ -100,20 +100,3 @@ def get(path: str, obj: Any) -> Any:
     """The single value at a plain `.a.b` path, or None."""
     found = find(path, obj)
     return found[0] if found else None
-
-
-def set_value(path: str, obj: dict[str, Any], value: Any) -> None:
-    """Set the value at a plain `.a.b.c` path, creating objects on the way."""
-    steps = parse(path)
-    target = obj
-    for kind, arg in steps[:-1]:
-        if kind != "field":
-            raise JsonPathError(f"only field paths can be written: {path!r}")
-        child = target.get(arg)
-        if not isinstance(child, dict):
-            child = target[arg] = {}
-        target = child
-    kind, arg = steps[-1]
-    if kind != "field":
-        raise JsonPathError(f"only field paths can be written: {path!r}")
-    target[arg] = value

@@ -14,7 +14,8 @@ from apiserver.http.context import RequestContext
 from apiserver.http.responses import list_response, object_response
 from apiserver.storage.store import Stored
 from skiff.api.errors import ApiError, bad_request, gone, not_found
-from skiff.api.selectors import FieldSelector, LabelSelector, parse_field_selector, parse_label_selector
+from skiff.api.fieldselectors import FieldSelector, parse_field_selector
+from skiff.api.selectors import LabelSelector, parse_label_selector
 
 LIST_PAGE = 1000
 

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from apiserver.auth.authn import UserInfo
 from apiserver.auth.node_authz import node_name_of
-from apiserver.auth.rbac import Rule
+from apiserver.auth.rbac_rules import Rule
 from apiserver.http.codec import decode_object
 from apiserver.http.requestinfo import RequestInfo
 from apiserver.http.responses import value_response

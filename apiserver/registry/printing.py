@@ -35,10 +35,6 @@ def name(obj: Obj) -> str:
     return meta(obj).get("name", "")
 
 
-def or_none(text: str) -> str:
-    return text if text else NONE
-
-
 def containers_and_images(pod_spec: Obj) -> tuple[str, str]:
     """Comma-joined container names and images of a pod spec (the wide CONTAINERS and IMAGES cells)."""
     containers = pod_spec.get("containers") or []

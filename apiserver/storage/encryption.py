@@ -267,11 +267,6 @@ def _parse_keys(kind: str, raw_keys: Sequence[Any], where: str) -> list[_Key]:
     return keys
 
 
-def new_key_secret(size: int = 32) -> str:
-    """A fresh random key, base64-encoded as the configuration file wants it."""
-    return base64.b64encode(os.urandom(size)).decode("ascii")
-
-
 def config_document(keys: Sequence[tuple[str, str]], resources: Sequence[str] = ("secrets",)) -> dict[str, Any]:
     """An EncryptionConfiguration with one aesgcm provider over (name, secret) keys, then identity."""
     return {

@@ -29,7 +29,6 @@ class Watcher:
         # Set when the watcher fell behind the window and must first read the log from the database,
         # up to and including this rv; live changes after it are already queued.
         self.backfill_until: int | None = None
-        self.overflowed = False
 
     def offer(self, change: Change) -> None:
         if change.rv <= self.after_rv:
@@ -40,7 +39,6 @@ class Watcher:
             self.queue.put_nowait(change)
         except asyncio.QueueFull:
             # A consumer this slow would hold unbounded memory; end its watch so that it re-lists.
-            self.overflowed = True
             self.hub.unsubscribe(self)
             self._wake()
 
@@ -64,10 +62,6 @@ class WatchHub:
         self.window_start_rv = head_rv
         self._watchers: dict[str, set[Watcher]] = {}
         self._head_waiters: list[tuple[int, asyncio.Future[None]]] = []
-
-    @property
-    def watcher_count(self) -> int:
-        return sum(len(ws) for ws in self._watchers.values())
 
     def publish(self, changes: Iterable[Change]) -> None:
         for change in changes:

@@ -35,10 +35,6 @@ ANN_STORAGE_PROVISIONER = "volume.kubernetes.io/storage-provisioner"
 ANN_BETA_STORAGE_PROVISIONER = "volume.beta.kubernetes.io/storage-provisioner"
 ANN_SELECTED_NODE = "volume.kubernetes.io/selected-node"
 ANN_BETA_CLASS = "volume.beta.kubernetes.io/storage-class"
-DEFAULT_CLASS_ANNOTATIONS = (
-    "storageclass.kubernetes.io/is-default-class",
-    "storageclass.beta.kubernetes.io/is-default-class",
-)
 PVC_PROTECTION = "kubernetes.io/pvc-protection"
 PV_PROTECTION = "kubernetes.io/pv-protection"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
@@ -80,10 +76,6 @@ def claim_class(claim: Mapping[str, Any]) -> str:
 
 def volume_class(volume: Mapping[str, Any]) -> str:
     return str(spec(volume).get("storageClassName") or annotations(volume).get(ANN_BETA_CLASS) or "")
-
-
-def is_default_class(storage_class: Mapping[str, Any]) -> bool:
-    return any(annotations(storage_class).get(a) == "true" for a in DEFAULT_CLASS_ANNOTATIONS)
 
 
 def storage_bytes(raw: object) -> Fraction | None:

@@ -149,10 +149,6 @@ def not_acceptable(message: str) -> ApiError:
     return ApiError(406, "NotAcceptable", message)
 
 
-def too_many_requests(message: str, retry_after: int = 1) -> ApiError:
-    return ApiError(429, "TooManyRequests", message, retry_after_seconds=retry_after)
-
-
 def internal(message: str = "an internal error occurred") -> ApiError:
     return ApiError(500, "InternalError", message)
 

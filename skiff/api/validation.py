@@ -149,7 +149,6 @@ LABEL_VALUE_MAX = 63
 CONFIG_KEY_FMT = "[-._a-zA-Z0-9]+"
 CONFIG_KEY_ERROR = "a valid config key must consist of alphanumeric characters, '-', '_' or '.'"
 ENV_VAR_NAME_ERROR = "a valid environment variable name must consist only of printable ASCII characters other than '='"
-C_IDENTIFIER_FMT = "[A-Za-z_][A-Za-z0-9_]*"
 
 _DNS1123_LABEL = re.compile(f"^{DNS1123_LABEL_FMT}$")
 _DNS1123_SUBDOMAIN = re.compile(f"^{DNS1123_SUBDOMAIN_FMT}$")
@@ -517,14 +516,4 @@ def _validate_finalizers(finalizers: object, path: str) -> list[Cause]:
     causes: list[Cause] = []
     for finalizer in finalizers or []:
         causes += invalid_each(path, finalizer, qualified_name(finalizer))
-    return causes
-
-
-def validate_metadata_update(new: Obj, old: Obj) -> list[Cause]:
-    """Metadata a client can never change after creation."""
-    new_meta, old_meta = new.get("metadata", {}), old.get("metadata", {})
-    causes: list[Cause] = []
-    for field_name in ("name", "namespace", "uid", "creationTimestamp"):
-        if old_meta.get(field_name) and new_meta.get(field_name) != old_meta.get(field_name):
-            causes.append(immutable(f"metadata.{field_name}", new_meta.get(field_name)))
     return causes

@@ -19,8 +19,8 @@ COMPONENTS: dict[str, str] = {
 # Commands of the launcher and client themselves: (module, function).
 COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("skiff.cli.up", "main_up"),
-    "down": ("skiff.cli.up", "main_down"),
-    "status": ("skiff.cli.up", "main_status"),
+    "down": ("skiff.cli.local.status", "main_down"),
+    "status": ("skiff.cli.local.status", "main_status"),
     "node": ("skiff.cli.node", "main"),
     "pki": ("skiff.cli.pki", "main"),
     "encryption": ("skiff.cli.encryption", "main"),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from skiff.cli.up import default_data_dir
+from skiff.cli.local.state import default_data_dir
 
 MODES = ("iptables", "ipvs", "nftables")
 

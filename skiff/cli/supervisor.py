@@ -63,7 +63,6 @@ class Supervised:
     restarts: int = 0
     started_at: float = 0.0
     backoff: float = INITIAL_BACKOFF
-    last_exit: int | None = None
     restarting: bool = False
 
     @property
@@ -134,7 +133,6 @@ class Supervisor:
             code = await child.process.wait()
             if self._stopping:
                 return
-            child.last_exit = code
             child.restarting = True
             self._changed(child)
             ran = time.monotonic() - child.started_at

@@ -1,11 +1,12 @@
-"""`skiff up`, `skiff down`, `skiff status`: a local cluster from one command.
+"""`skiff up`: a local cluster from one command.
 
 `skiff up` creates the cluster's PKI and one identity per component, then runs every component as its
 own supervised process (restarted with backoff when it exits; logs under DATA/logs/): the API server,
 the controller-manager, the scheduler, the cluster DNS server, and per node a kubelet and a proxy. It
 waits until every node is Ready, shows a live status and stays in the foreground until Ctrl-C, which
 stops every process it started. With `--detach` it returns once the cluster is Ready; `skiff down`
-stops it and `skiff status` shows it. Components are started by module entry point, never imported.
+stops it and `skiff status` shows it (`skiff.cli.local.status`). Components are started by module
+entry point, never imported; what runs, and as whom, is in `skiff.cli.local`.
 """
 
 from __future__ import annotations
@@ -13,211 +14,44 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
-import os
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import httpx
-import yaml
-
-from skiff.cli.supervisor import ProcessSpec, Supervisor
-
-STATE_FILE = "cluster.json"
-NODE_PREFIX = "skiff-node-"
-# Up to this many nodes, each node gets its own kubelet and proxy processes (stopping one is like losing
-# a machine); beyond it one kubelet process and one proxy process serve all nodes, so that `--nodes 100`
-# costs two processes instead of two hundred.
-PROCESS_PER_NODE_LIMIT = 10
-DNS_USER = "system:skiff-dns"
-FIELD_MANAGER = "skiff-up"
-# Addresses for `type: LoadBalancer` Services; only written to their status, nothing answers on them.
-LOAD_BALANCER_POOL = "172.18.255.200-172.18.255.250"
+from skiff.cli.local.identities import apply_addons, issue_identities
+from skiff.cli.local.specs import (
+    PROCESS_PER_NODE_LIMIT,
+    component_specs,
+    controller_manager_spec,
+    dns_spec,
+    node_address,
+    node_names,
+    node_specs,
+    scheduler_spec,
+    server_url,
+)
+from skiff.cli.local.state import (
+    STATE_FILE,
+    add_common,
+    api_ready,
+    read_state,
+    running_state,
+    try_node_conditions,
+    usage_lines,
+    write_state,
+)
+from skiff.cli.supervisor import Supervisor
 
 log = logging.getLogger("skiff.up")
 
 
-def default_data_dir() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "skiff"
-
-
-def add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", type=Path, default=default_data_dir(), help="cluster state and logs")
-
-
 # ---------------------------------------------------------------------------------------------------
-# What runs
-
-
-def server_url(args: argparse.Namespace) -> str:
-    host = "127.0.0.1" if args.bind in ("0.0.0.0", "::", "") else args.bind
-    return f"https://{host}:{args.port}"
-
-
-def kubeconfig_path(args: argparse.Namespace, name: str) -> Path:
-    return args.data_dir / "kubeconfigs" / f"{name}.kubeconfig"
-
-
-def component_specs(args: argparse.Namespace) -> list[ProcessSpec]:
-    """The API server: the one process that touches the database."""
-    data_dir = str(args.data_dir)
-    apiserver = ["--data-dir", data_dir, "--port", str(args.port), "--bind", args.bind]
-    if args.database:
-        apiserver += ["--database", args.database]
-    return [ProcessSpec("apiserver", "apiserver", apiserver)]
-
-
-def controller_manager_spec(args: argparse.Namespace) -> ProcessSpec:
-    """The controller-manager as `system:kube-controller-manager` (the kubeconfig `skiff pki components`
-    writes), signing CSRs with the cluster CA and service-account tokens with the cluster's key."""
-    pki = args.data_dir / "pki"
-    flags = ["controller-manager", "--kubeconfig", str(kubeconfig_path(args, "controller-manager")),
-             "--cluster-signing-cert-file", str(pki / "ca.crt"), "--cluster-signing-key-file", str(pki / "ca.key"),
-             "--service-account-private-key-file", str(pki / "sa.key"),
-             "--load-balancer-ip-pool", LOAD_BALANCER_POOL, "--volume-data-dir", str(args.data_dir)]  # fmt: skip
-    return ProcessSpec("controller-manager", "skiff", flags)
-
-
-def scheduler_spec(args: argparse.Namespace) -> ProcessSpec:
-    """The scheduler, as system:kube-scheduler (its `skiff pki components` kubeconfig)."""
-    return ProcessSpec("scheduler", "skiff", ["scheduler", "--kubeconfig", str(kubeconfig_path(args, "scheduler"))])
-
-
-def dns_spec(args: argparse.Namespace) -> ProcessSpec:
-    """Cluster DNS as `system:skiff-dns`, which may only list and watch what it answers from."""
-    flags = ["dns", "--kubeconfig", str(kubeconfig_path(args, "dns")), "--bind", "127.0.0.1",
-             "--port", str(args.dns_port)]  # fmt: skip
-    return ProcessSpec("dns", "skiff", flags)
-
-
-def node_name(index: int) -> str:
-    return f"{NODE_PREFIX}{index}"
-
-
-def node_names(args: argparse.Namespace) -> list[str]:
-    return [node_name(index) for index in range(1, args.nodes + 1)]
-
-
-def node_address(index: int) -> str:
-    """The kubelet's default InternalIP for a node index (see kubelet_sim/README.md)."""
-    return f"127.0.10.{index}"
-
-
-def node_specs(args: argparse.Namespace) -> list[ProcessSpec]:
-    """The kubelets and proxies. Each node acts as `system:node:<name>` with the kubeconfig `skiff pki
-    node` wrote, each proxy as `system:kube-proxy`; proxy tables land under DATA/proxy/<node>/ (see
-    `skiff routes`). One process of each per node, or one of each for all nodes past the limit."""
-    data_dir, kubeconfigs = str(args.data_dir), str(args.data_dir / "kubeconfigs")
-    proxy_common = ["--kubeconfig", str(kubeconfig_path(args, "proxy")), "--mode", args.proxy_mode,
-                    "--data-dir", data_dir, "--metrics-port", "0"]  # fmt: skip
-    kubelet_common = ["--data-dir", data_dir, "--kubeconfig-dir", kubeconfigs, "--kubelet-port", str(args.kubelet_port)]
-    if args.nodes > PROCESS_PER_NODE_LIMIT:
-        many = ["--nodes", str(args.nodes), "--node-prefix", NODE_PREFIX, "--first-node-index", "1"]
-        return [
-            ProcessSpec("kubelet", "skiff", ["kubelet", *many, *kubelet_common]),
-            ProcessSpec("proxy", "skiff", ["proxy", *many, *proxy_common]),
-        ]
-    specs = []
-    for index in range(1, args.nodes + 1):
-        name = node_name(index)
-        kubelet = ["kubelet", "--node-name", name, "--first-node-index", str(index), *kubelet_common]
-        specs.append(ProcessSpec(f"kubelet-{name}", "skiff", kubelet))
-        specs.append(ProcessSpec(f"proxy-{name}", "skiff", ["proxy", "--node-name", name, *proxy_common]))
-    return specs
-
-
-# ---------------------------------------------------------------------------------------------------
-# Identities and the add-on RBAC
-
-
-def _kubeconfig_server(path: Path) -> str | None:
-    with contextlib.suppress(OSError, yaml.YAMLError, AttributeError, TypeError):
-        document = yaml.safe_load(path.read_text()) or {}
-        for entry in document.get("clusters") or []:
-            return str((entry.get("cluster") or {}).get("server"))
-    return None
-
-
-def issue_identities(args: argparse.Namespace) -> list[str]:
-    """Create the cluster PKI if missing, then a kubeconfig under DATA/kubeconfigs/ for every component:
-    the ones `skiff pki components` and `skiff pki node NAME` issue, and one for the DNS server. Existing
-    kubeconfigs are kept unless they point at another address. Returns the names of those issued."""
-    from skiff.cli import pki as pki_cli
-    from skiff.pki import cluster as cluster_pki
-
-    server = server_url(args)
-    pki = cluster_pki.ensure_cluster_pki(args.data_dir, server)
-    identities = [
-        *pki_cli.COMPONENTS,
-        pki_cli.Identity("dns", DNS_USER),
-        *(pki_cli.node_identity(name) for name in node_names(args)),
-    ]
-    issued = []
-    for identity in identities:
-        path = kubeconfig_path(args, identity.file_name)
-        if path.exists() and _kubeconfig_server(path) == server:
-            continue
-        pki_cli.issue(pki, identity, server)
-        issued.append(identity.user)
-    return issued
-
-
-ADDONS_FILE = Path(__file__).with_name("addons.yaml")
-
-
-def addon_rbac() -> list[dict[str, Any]]:
-    """What the DNS server needs to read beyond kube's default roles, granted to its user only."""
-    return [doc for doc in yaml.safe_load_all(ADDONS_FILE.read_text()) if doc]
-
-
-def admin_client(data_dir: Path, timeout: float = 10.0) -> Any:
-    from skiff.client.kubeconfig import load_kubeconfig
-    from skiff.client.rest import Client
-
-    return Client(load_kubeconfig(str(data_dir / "admin.kubeconfig")), timeout=timeout, user_agent="skiff-up")
-
-
-def apply_addons(data_dir: Path) -> None:
-    with admin_client(data_dir) as client:
-        for obj in addon_rbac():
-            ref = (obj["apiVersion"], obj["kind"])
-            client.patch(ref, obj["metadata"]["name"], obj, patch_type="apply", field_manager=FIELD_MANAGER, force=True)
-        ensure_default_storage_class(client)
-
-
-# The default StorageClass: hostpath directories on the node that runs the pod (WaitForFirstConsumer, as
-# kind's local-path class). Created once, and only while no class is marked default, so an administrator
-# may replace it, change it or unmark it.
-DEFAULT_STORAGE_CLASS: dict[str, Any] = {
-    "apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-    "metadata": {"name": "standard", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
-                 "labels": {"app.kubernetes.io/managed-by": FIELD_MANAGER}},
-    "provisioner": "skiff.dev/hostpath", "reclaimPolicy": "Delete", "volumeBindingMode": "WaitForFirstConsumer",
-    "allowVolumeExpansion": True,
-}  # fmt: skip
-
-
-def ensure_default_storage_class(client: Any) -> None:
-    classes = client.list(("storage.k8s.io/v1", "StorageClass")).get("items") or []
-    if any(c.get("metadata", {}).get("name") == "standard" for c in classes):
-        return
-    marks = ("storageclass.kubernetes.io/is-default-class", "storageclass.beta.kubernetes.io/is-default-class")
-    if any((c.get("metadata", {}).get("annotations") or {}).get(mark) == "true" for c in classes for mark in marks):
-        return
-    client.create(DEFAULT_STORAGE_CLASS)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Readiness
+# Ports and waiting
 
 
 def port_free(bind: str, port: int, kind: int = socket.SOCK_STREAM) -> bool:
@@ -246,37 +80,6 @@ def busy_ports(args: argparse.Namespace) -> list[str]:
     return busy
 
 
-def api_ready(data_dir: Path, server: str, timeout: float = 2.0) -> bool:
-    ca = data_dir / "pki" / "ca.crt"
-    if not ca.exists():
-        return False
-    with contextlib.suppress(httpx.HTTPError, OSError, ssl.SSLError):
-        context = ssl.create_default_context(cafile=str(ca))
-        return httpx.get(f"{server}/readyz", verify=context, timeout=timeout).status_code == 200
-    return False
-
-
-def node_conditions(data_dir: Path) -> dict[str, str]:
-    """Each Node's Ready condition: `Ready`, `NotReady` or `Unknown`."""
-    with admin_client(data_dir, timeout=5) as client:
-        nodes = client.list(("v1", "Node")).get("items") or []
-    states = {}
-    for node in nodes:
-        ready = "Unknown"
-        for condition in (node.get("status") or {}).get("conditions") or []:
-            if condition.get("type") == "Ready":
-                ready = {"True": "Ready", "False": "NotReady"}.get(condition.get("status"), "Unknown")
-        states[node["metadata"]["name"]] = ready
-    return states
-
-
-def try_node_conditions(data_dir: Path) -> dict[str, str] | None:
-    try:
-        return node_conditions(data_dir)
-    except Exception:  # the API server is (re)starting: not an answer yet
-        return None
-
-
 async def wait_until(check: Callable[[], bool], timeout: float, stop: asyncio.Event, period: float = 0.2) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and not stop.is_set():
@@ -288,66 +91,7 @@ async def wait_until(check: Callable[[], bool], timeout: float, stop: asyncio.Ev
 
 
 # ---------------------------------------------------------------------------------------------------
-# State shared with `skiff status` / `skiff down` and with `up --detach`
-
-
-def read_state(data_dir: Path) -> dict[str, Any] | None:
-    with contextlib.suppress(FileNotFoundError, json.JSONDecodeError, OSError):
-        state = json.loads((data_dir / STATE_FILE).read_text())
-        return state if isinstance(state, dict) else None
-    return None
-
-
-def write_state(args: argparse.Namespace, supervisor: Supervisor, ready: bool) -> None:
-    state = {
-        "pid": os.getpid(),
-        "server": server_url(args),
-        "port": args.port,
-        "dns": f"127.0.0.1:{args.dns_port}",
-        "nodes": node_names(args),
-        "ready": ready,
-        "components": {
-            name: {"pid": child.pid, "state": child.state, "restarts": child.restarts}
-            for name, child in supervisor.children.items()
-        },
-    }
-    path = args.data_dir / STATE_FILE
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(state, indent=1))
-    temporary.replace(path)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def running_state(data_dir: Path) -> dict[str, Any] | None:
-    state = read_state(data_dir)
-    if state is None or not alive(int(state.get("pid") or 0)):
-        return None
-    return state
-
-
-# ---------------------------------------------------------------------------------------------------
 # Output
-
-
-def usage_lines(data_dir: Path) -> list[str]:
-    kubeconfig = data_dir / "admin.kubeconfig"
-    return [
-        f"  kubeconfig: {kubeconfig}",
-        f"  logs:       {data_dir / 'logs'}",
-        "",
-        "Point kubectl at it:",
-        f"  export KUBECONFIG={kubeconfig}",
-        "  kubectl get nodes",
-    ]
 
 
 def print_banner(args: argparse.Namespace, elapsed: float) -> None:
@@ -530,59 +274,6 @@ def run_detached(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------------
 # down and status
 
-
-def down(args: argparse.Namespace) -> int:
-    state = running_state(args.data_dir)
-    if state is None:
-        print(f"No cluster is running from {args.data_dir}.")
-        return 0
-    pid = int(state["pid"])
-    os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 30
-    while alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if alive(pid):
-        os.kill(pid, signal.SIGKILL)
-    # Whatever the supervisor could not stop (it was killed) goes with its process group.
-    for component in (state.get("components") or {}).values():
-        child_pid = component.get("pid") if isinstance(component, dict) else None
-        if child_pid and alive(int(child_pid)):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(int(child_pid), signal.SIGKILL)
-    with contextlib.suppress(FileNotFoundError):
-        (args.data_dir / STATE_FILE).unlink()
-    print("Skiff stopped.")
-    return 0
-
-
-def status(args: argparse.Namespace) -> int:
-    state = running_state(args.data_dir)
-    if state is None:
-        print(f"No cluster is running from {args.data_dir}.")
-        return 3
-    server = str(state.get("server") or f"https://127.0.0.1:{state.get('port')}")
-    ready = api_ready(args.data_dir, server)
-    nodes = try_node_conditions(args.data_dir) if ready else None
-    wanted = list(state.get("nodes") or [])
-    nodes_ready = nodes is not None and all(nodes.get(name) == "Ready" for name in wanted)
-    verdict = "Ready" if ready and nodes_ready else "NotReady"
-    print(f"Skiff at {server}: {verdict} (supervisor pid {state['pid']})")
-    print(f"\n{'COMPONENT':<28} {'PID':<8} {'STATE':<11} RESTARTS")
-    for name, component in (state.get("components") or {}).items():
-        pid = component.get("pid")
-        shown = component.get("state", "?") if pid and alive(int(pid)) else "stopped"
-        print(f"{name:<28} {pid or '-'!s:<8} {shown:<11} {component.get('restarts', 0)}")
-    print(f"\n{'NODE':<28} STATUS")
-    if nodes is None:
-        print(f"{'(the API server does not answer)':<28}")
-    else:
-        for name in sorted(set(wanted) | set(nodes), key=lambda n: (len(n), n)):
-            print(f"{name:<28} {nodes.get(name, 'Missing')}")
-    print()
-    print("\n".join(usage_lines(args.data_dir)))
-    return 0 if verdict == "Ready" else 1
-
-
 # ---------------------------------------------------------------------------------------------------
 # Entry points
 
@@ -613,19 +304,3 @@ def main_up(argv: list[str]) -> None:
     if args.detach:
         sys.exit(run_detached(args))
     sys.exit(asyncio.run(run_foreground(args)))
-
-
-def main_down(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="skiff down", description="Stop a local Skiff cluster.")
-    add_common(parser)
-    args = parser.parse_args(argv)
-    args.data_dir = args.data_dir.expanduser().resolve()
-    sys.exit(down(args))
-
-
-def main_status(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="skiff status", description="Show a local Skiff cluster.")
-    add_common(parser)
-    args = parser.parse_args(argv)
-    args.data_dir = args.data_dir.expanduser().resolve()
-    sys.exit(status(args))

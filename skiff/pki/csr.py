@@ -97,10 +97,6 @@ def decode_request(spec_request: Any) -> x509.CertificateSigningRequest:
     return csr
 
 
-def encode_request(csr_pem: bytes) -> str:
-    return base64.b64encode(csr_pem).decode("ascii")
-
-
 def subject_of(csr: x509.CertificateSigningRequest) -> tuple[str, list[str]]:
     """(common name, organizations) of a request: the user and groups a client certificate would carry."""
     names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
@@ -122,10 +118,6 @@ def conditions(obj: Obj) -> list[Obj]:
 
 def has_condition(obj: Obj, condition_type: str) -> bool:
     return any(c.get("type") == condition_type and c.get("status", "True") == "True" for c in conditions(obj))
-
-
-def is_approved(obj: Obj) -> bool:
-    return has_condition(obj, APPROVED) and not has_condition(obj, DENIED)
 
 
 def certificate_pem(obj: Obj) -> bytes:

@@ -10,7 +10,8 @@ import asyncio
 from typing import Protocol
 
 from skiff.api.kinds import BUILTINS, ResourceType
-from skiff.client.rest import DEFAULT_PAGE_SIZE, RequestBuilder, ResourceRef
+from skiff.client.builder import RequestBuilder, ResourceRef
+from skiff.client.rest import DEFAULT_PAGE_SIZE
 from skiff.runtime.informer import DEFAULT_WATCH_TIMEOUT_SECONDS, Informer, ListWatchClient
 
 InformerKey = tuple[str, str, str, str, str, str]

@@ -27,7 +27,8 @@ import httpx
 import orjson
 
 from skiff.api.errors import ApiError
-from skiff.client.rest import DEFAULT_PAGE_SIZE, ResourceRef
+from skiff.client.builder import ResourceRef
+from skiff.client.rest import DEFAULT_PAGE_SIZE
 from skiff.runtime.backoff import ReconnectBackoff
 from skiff.runtime.cache import (
     Cache,

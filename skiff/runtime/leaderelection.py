@@ -28,7 +28,7 @@ import httpx
 from skiff.api.errors import ApiError
 from skiff.api.kinds import BUILTINS, ResourceType
 from skiff.api.timefmt import format_micro_time, now, try_parse_time
-from skiff.client.rest import ResourceRef
+from skiff.client.builder import ResourceRef
 
 log = logging.getLogger(__name__)
 

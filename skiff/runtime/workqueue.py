@@ -128,10 +128,6 @@ class WorkQueue(Generic[KeyT]):
             if not waiter.done():
                 waiter.set_result(None)
 
-    @property
-    def shutting_down(self) -> bool:
-        return self._shutting_down
-
     def __len__(self) -> int:
         """Keys waiting to be handed out (not those being processed or delayed)."""
         return len(self._queue)

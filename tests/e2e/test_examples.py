@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from tests.cluster import eventually
 from tests.support import REPO_ROOT, Kubectl, free_port, kubectl_binary
 
 pytestmark = pytest.mark.kubectl
@@ -46,17 +45,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 "--kubelet-port", str(free_port()), "--dns-port", str(local.dns_port))  # fmt: skip
     yield local
     local.skiff("down", "--data-dir", str(local.data_dir), check=False)
-
-
-def eventually(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.5)
 
 
 def apply(cluster: Cluster, topic: str) -> None:

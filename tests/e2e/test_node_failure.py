@@ -8,27 +8,19 @@ toleration periods keep the test quick; the mechanics are those of the defaults 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.support import REPO_ROOT, ApiServer, Component, Kubectl, free_port
+from tests.cluster import Cluster, eventually, ready_cluster, ready_nodes
+from tests.support import ApiServer, Kubectl, free_port
 
 pytestmark = pytest.mark.kubectl
 
-FIRST_INDEX = 241
-NODES = [f"nf-{i}" for i in range(FIRST_INDEX, FIRST_INDEX + 3)]
+NODES = ["nf-241", "nf-242", "nf-243"]
 CONTROLLERS = "deployment,replicaset,serviceaccount,nodelifecycle,garbagecollector"
-
-
-def issue(server: ApiServer, *args: str) -> None:
-    command = [sys.executable, "-m", "skiff", "pki", *args, "--data-dir", str(server.data_dir)]
-    subprocess.run(command, check=True, capture_output=True, cwd=REPO_ROOT)
 
 
 @pytest.fixture(scope="module")
@@ -39,75 +31,17 @@ def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     server.stop()
 
 
-class Nodes:
-    """Three kubelet processes, a scheduler and a controller-manager with a 4 s node grace period."""
-
-    def __init__(self, server: ApiServer, log_dir: Any) -> None:
-        kubeconfigs = server.data_dir / "kubeconfigs"
-        self.kubelet_port = free_port()
-        self.kubelets = {n: self._kubelet(n, FIRST_INDEX + i, kubeconfigs, log_dir) for i, n in enumerate(NODES)}
-        self.scheduler = Component("scheduler", [
-            "scheduler", "--kubeconfig", str(kubeconfigs / "scheduler.kubeconfig"), "--leader-elect", "false",
-        ], log_dir)  # fmt: skip
-        self.manager = Component("controller-manager", [
-            "controller-manager", "--kubeconfig", str(kubeconfigs / "controller-manager.kubeconfig"),
-            "--controllers", CONTROLLERS, "--leader-elect", "false",
-            "--node-monitor-grace-period", "4", "--node-monitor-period", "1",
-        ], log_dir)  # fmt: skip
-        self.server = server
-
-    def _kubelet(self, name: str, index: int, kubeconfigs: Any, log_dir: Any) -> Component:
-        return Component(f"kubelet-{name}", [
-            "kubelet", "--node-name", name, "--first-node-index", str(index),
-            "--data-dir", str(log_dir / "kubelet"), "--kubeconfig-dir", str(kubeconfigs),
-            "--kubelet-port", str(self.kubelet_port), "--register-pod-cidr", "--image-pull-duration", "100ms",
-            "--node-status-update-frequency", "1s", "--node-lease-renew-interval", "1s",
-        ], log_dir)  # fmt: skip
-
-    def start(self) -> Nodes:
-        for name in NODES:
-            issue(self.server, "node", name)
-        issue(self.server, "components")
-        for component in (*self.kubelets.values(), self.scheduler, self.manager):
-            component.start()
-        return self
-
-    def stop(self) -> None:
-        for component in (self.manager, self.scheduler, *self.kubelets.values()):
-            component.stop()
-
-    def logs(self) -> str:
-        parts = [self.manager, self.scheduler, *self.kubelets.values()]
-        return "\n".join(f"--- {c.name}\n{c.log()[-2000:]}" for c in parts)
-
-
 @pytest.fixture(scope="module")
-def nodes(apiserver: ApiServer, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nodes]:
-    running = Nodes(apiserver, tmp_path_factory.mktemp("components")).start()
-    try:
-        eventually(lambda: ready(kubectl) == set(NODES), 60, "three Ready nodes", running)
-        yield running
-    finally:
-        running.stop()
-
-
-def eventually(check: Callable[[], Any], timeout: float, what: str, cluster: Nodes) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}\n{cluster.logs()}")
-
-
-def ready(kubectl: Kubectl) -> set[str]:
-    listed = json.loads(kubectl("get", "nodes", "-o", "json"))["items"]
-    return {
-        n["metadata"]["name"]
-        for n in listed
-        if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))
-    }
+def nodes(apiserver: ApiServer, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Three kubelet processes, a scheduler and a controller-manager with a 4 s node grace period."""
+    components = Cluster(
+        apiserver, tmp_path_factory.mktemp("components"), prefix="nf-", first_index=241, count=len(NODES),
+        controllers=CONTROLLERS, kubelet_per_node=True,
+        kubelet_flags=["--register-pod-cidr", "--image-pull-duration", "100ms", "--node-lease-renew-interval", "1s"],
+        manager_flags=["--leader-elect", "false", "--node-monitor-grace-period", "4", "--node-monitor-period", "1"],
+    )  # fmt: skip
+    with ready_cluster(components, kubectl) as started:
+        yield started
 
 
 def pods(kubectl: Kubectl, ns: str) -> list[dict[str, Any]]:
@@ -129,7 +63,7 @@ def running_replicas(kubectl: Kubectl, ns: str) -> list[dict[str, Any]]:
     ]
 
 
-def test_a_lost_node_is_tainted_its_pods_replaced_and_it_returns_cleanly(kubectl: Kubectl, nodes: Nodes) -> None:
+def test_a_lost_node_is_tainted_its_pods_replaced_and_it_returns_cleanly(kubectl: Kubectl, nodes: Cluster) -> None:
     ns = f"nf-{uuid.uuid4().hex[:6]}"
     kubectl("create", "namespace", ns)
     victim = NODES[0]
@@ -174,7 +108,7 @@ def test_a_lost_node_is_tainted_its_pods_replaced_and_it_returns_cleanly(kubectl
     assert current["stays"]["metadata"]["uid"] == stays["metadata"]["uid"]  # tolerated: not evicted
 
     nodes.kubelets[victim].start()
-    eventually(lambda: victim in ready(kubectl), 60, f"{victim} to be Ready again", nodes)
+    eventually(lambda: victim in ready_nodes(kubectl), 60, f"{victim} to be Ready again", nodes)
 
     def settled() -> bool:
         listed = pods(kubectl, ns)

@@ -9,42 +9,24 @@ were available, which is what maxSurge and maxUnavailable promise.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support import REPO_ROOT, ApiServer, Component, Kubectl, free_port
+from tests.cluster import Cluster, condition, eventually, issue, ready_cluster
+from tests.support import ApiServer, Kubectl, free_port
 
 pytestmark = pytest.mark.kubectl
 
-FIRST_NODE = 231
-NODES = [f"rt-{i}" for i in range(FIRST_NODE, FIRST_NODE + 3)]
 LEASE = ["--leader-elect-lease-duration", "4", "--leader-elect-renew-deadline", "3",
          "--leader-elect-retry-period", "0.5"]  # fmt: skip
 LEASE_DURATION = 4.0
 CONTROLLERS = "deployment,replicaset,serviceaccount,garbagecollector"
-
-
-# ---------------------------------------------------------------------------------------------------
-# Processes
-
-
-def controller_manager(name: str, kubeconfig: Path, log_dir: Path) -> Component:
-    args = ["controller-manager", "--kubeconfig", str(kubeconfig), "--controllers", CONTROLLERS, *LEASE]
-    return Component(name, args, log_dir)
-
-
-def issue(server: ApiServer, *args: str) -> None:
-    command = [sys.executable, "-m", "skiff", "pki", *args, "--data-dir", str(server.data_dir)]
-    subprocess.run(command, check=True, capture_output=True, cwd=REPO_ROOT)
 
 
 @pytest.fixture(scope="module")
@@ -55,73 +37,19 @@ def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
     server.stop()
 
 
-class Cluster:
-    def __init__(self, server: ApiServer, log_dir: Path) -> None:
-        self.server = server
-        self.log_dir = log_dir
-        kubeconfigs = server.data_dir / "kubeconfigs"
-        self.kubelet = Component("kubelet", [
-            "kubelet", "--nodes", "3", "--node-prefix", "rt-", "--first-node-index", str(FIRST_NODE),
-            "--data-dir", str(log_dir / "kubelet"), "--kubeconfig-dir", str(kubeconfigs),
-            "--kubelet-port", str(free_port()), "--register-pod-cidr", "--image-pull-duration", "100ms",
-            "--node-status-update-frequency", "1s", "--node-lease-renew-interval", "1s",
-        ], log_dir)  # fmt: skip
-        self.scheduler = Component("scheduler", [
-            "scheduler", "--kubeconfig", str(kubeconfigs / "scheduler.kubeconfig"), "--leader-elect", "false",
-        ], log_dir)  # fmt: skip
-        self.manager = controller_manager("controller-manager", kubeconfigs / "controller-manager.kubeconfig", log_dir)
-
-    def start(self) -> Cluster:
-        for node in NODES:
-            issue(self.server, "node", node)
-        issue(self.server, "components")
-        for component in (self.kubelet, self.scheduler, self.manager):
-            component.start()
-        return self
-
-    def stop(self) -> None:
-        for component in (self.manager, self.scheduler, self.kubelet):
-            component.stop()
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {c.name}\n{c.log()[-3000:]}" for c in (self.manager, self.scheduler, self.kubelet))
-
-
 @pytest.fixture(scope="module")
 def cluster(apiserver: ApiServer, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    running = Cluster(apiserver, tmp_path_factory.mktemp("components")).start()
-    try:
-        eventually(lambda: len(ready_nodes(kubectl)) == 3, 60, "three Ready nodes", running)
-        yield running
-    finally:
-        running.stop()
-
-
-def ready_nodes(kubectl: Kubectl) -> list[str]:
-    nodes = json.loads(kubectl("get", "nodes", "-o", "json"))["items"]
-    return [n["metadata"]["name"] for n in nodes if condition(n, "Ready") == "True"]
+    components = Cluster(
+        apiserver, tmp_path_factory.mktemp("components"), prefix="rt-", first_index=231, count=3,
+        controllers=CONTROLLERS, manager_flags=LEASE,
+        kubelet_flags=["--register-pod-cidr", "--image-pull-duration", "100ms", "--node-lease-renew-interval", "1s"],
+    )  # fmt: skip
+    with ready_cluster(components, kubectl) as started:
+        yield started
 
 
 # ---------------------------------------------------------------------------------------------------
 # Helpers
-
-
-def eventually(check: Callable[[], Any], timeout: float, what: str, cluster: Cluster | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s\n{cluster.logs() if cluster else ''}")
-        time.sleep(0.25)
-
-
-def condition(obj: dict[str, Any], kind: str) -> str:
-    for entry in (obj.get("status") or {}).get("conditions") or []:
-        if entry.get("type") == kind:
-            return entry.get("status", "")
-    return ""
 
 
 @pytest.fixture
@@ -258,7 +186,7 @@ def test_create_deployment_runs_three_ready_pods(kubectl: Kubectl, ns: str, clus
     assert (owner["kind"], owner["uid"], owner["controller"]) == ("Deployment", deployment["metadata"]["uid"], True)
     pods = live_pods(kubectl, ns, "web")
     assert len(pods) == 3
-    assert all(condition(p, "Ready") == "True" and p["spec"]["nodeName"] in NODES for p in pods)
+    assert all(condition(p, "Ready") == "True" and p["spec"]["nodeName"] in cluster.nodes for p in pods)
     assert all(p["metadata"]["ownerReferences"][0]["uid"] == rs["metadata"]["uid"] for p in pods)
     assert all(p["metadata"]["name"].startswith(f"web-{pod_hash}-") for p in pods)
     status = deployment["status"]
@@ -511,7 +439,7 @@ def test_only_the_leader_acts_and_a_standby_takes_over(kubectl: Kubectl, ns: str
     managers = {}
     for user in ("cm-a", "cm-b"):
         issue(cluster.server, "user", user, "--group", "system:masters")
-        managers[user] = controller_manager(user, kubeconfigs / f"{user}.kubeconfig", cluster.log_dir).start()
+        managers[user] = cluster.controller_manager(user, kubeconfigs / f"{user}.kubeconfig").start()
     try:
 
         def leader() -> str | None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -23,26 +22,12 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tests.support import REPO_ROOT, ApiServer, Kubectl, free_port
+from tests.cluster import eventually, issue
+from tests.support import REPO_ROOT, ApiServer, Component, Kubectl, free_port
 
 EXAMPLE = REPO_ROOT / "examples" / "secrets-injector"
 NODE = "inject-node-1"
 SECRET = "correct-horse-battery-staple"
-
-
-def _start(command: list[str], log: Path) -> subprocess.Popen[bytes]:
-    handle = open(log, "ab")  # noqa: SIM115 - the child process owns it
-    return subprocess.Popen([sys.executable, *command], stdout=handle, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _wait_https(url: str, ca: Path, timeout: float = 20) -> None:
@@ -54,16 +39,6 @@ def _wait_https(url: str, ca: Path, timeout: float = 20) -> None:
         except httpx.HTTPError:
             time.sleep(0.1)
     raise AssertionError(f"{url} did not come up")
-
-
-def wait_for(predicate: Any, timeout: float = 30, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture(scope="module")
@@ -83,29 +58,20 @@ def cluster(apiserver: ApiServer, tmp_path_factory: pytest.TempPathFactory) -> I
         capture_output=True,
     )
     webhook_port, secrets_port = free_port(), free_port()
-    webhook = _start(
-        [str(EXAMPLE / "webhook.py"), "--cert", str(certs / "tls.crt"), "--key", str(certs / "tls.key"),
-         "--port", str(webhook_port)],
-        work / "webhook.log",
-    )  # fmt: skip
-    secrets = _start(
-        [str(EXAMPLE / "secrets_service.py"), "--kubeconfig", str(apiserver.kubeconfig),
-         "--secrets", str(EXAMPLE / "manifests" / "secrets.json"), "--cert", str(certs / "tls.crt"),
-         "--key", str(certs / "tls.key"), "--port", str(secrets_port)],
-        work / "secrets.log",
-    )  # fmt: skip
-    subprocess.run(
-        [sys.executable, "-m", "skiff", "pki", "node", NODE, "--data-dir", str(apiserver.data_dir)],
-        check=True,
-        capture_output=True,
-        cwd=REPO_ROOT,
-    )
-    kubelet = _start(
-        ["-m", "skiff", "kubelet", "--node-name", NODE, "--first-node-index", "77", "--data-dir", str(work / "node"),
-         "--kubeconfig-dir", str(apiserver.data_dir / "kubeconfigs"), "--kubelet-port", str(free_port()),
-         "--image-pull-duration", "100ms", "--volume-refresh-period", "1s", "--node-status-update-frequency", "1s"],
-        work / "kubelet.log",
-    )  # fmt: skip
+    tls = ["--cert", str(certs / "tls.crt"), "--key", str(certs / "tls.key")]
+    webhook = Component("webhook", [*tls, "--port", str(webhook_port)], work, program=[str(EXAMPLE / "webhook.py")])
+    secrets = Component("secrets", [
+        "--kubeconfig", str(apiserver.kubeconfig), "--secrets", str(EXAMPLE / "manifests" / "secrets.json"),
+        *tls, "--port", str(secrets_port),
+    ], work, program=[str(EXAMPLE / "secrets_service.py")])  # fmt: skip
+    issue(apiserver, "node", NODE)
+    kubelet = Component("kubelet", [
+        "kubelet", "--node-name", NODE, "--first-node-index", "77", "--data-dir", str(work / "node"),
+        "--kubeconfig-dir", str(apiserver.data_dir / "kubeconfigs"), "--kubelet-port", str(free_port()),
+        "--image-pull-duration", "100ms", "--volume-refresh-period", "1s", "--node-status-update-frequency", "1s",
+    ], work)  # fmt: skip
+    for component in (webhook, secrets, kubelet):
+        component.start()
     try:
         _wait_https(f"https://127.0.0.1:{webhook_port}/healthz", certs / "ca.crt")
         _wait_https(f"https://127.0.0.1:{secrets_port}/", certs / "ca.crt")
@@ -117,8 +83,8 @@ def cluster(apiserver: ApiServer, tmp_path_factory: pytest.TempPathFactory) -> I
             "node_dir": work / "node" / "kubelet" / NODE,
         }
     finally:
-        for process in (kubelet, secrets, webhook):
-            _stop(process)
+        for component in (kubelet, secrets, webhook):
+            component.stop()
 
 
 @pytest.fixture(scope="module")
@@ -191,7 +157,7 @@ def test_injected_pod_gets_its_secret_through_the_agent(
         return pod.get("status", {}).get("phase") == "Running"
 
     try:
-        wait_for(running, timeout=60, what="the pod to run")
+        eventually(running, 60, "the pod to run")
     except AssertionError:
         raise AssertionError(json.dumps(http.get("/api/v1/namespaces/team-a/pods/web").json().get("status"))) from None
     uid = created["metadata"]["uid"]
@@ -199,7 +165,7 @@ def test_injected_pod_gets_its_secret_through_the_agent(
     secrets_dir = volumes_dir / "kubernetes.io~empty-dir" / "vault-secrets"
     token_file = volumes_dir / "kubernetes.io~projected" / "vault-token" / "token"
     assert secrets_dir.is_dir()
-    wait_for(token_file.exists, what="the projected token")
+    eventually(token_file.exists, 30, "the projected token")
     result = subprocess.run(
         [sys.executable, str(EXAMPLE / "agent.py"), "--service-url", cluster["secrets_url"],
          "--ca-file", str(cluster["certs"] / "ca.crt"), "--token-file", str(token_file), "--namespace", "team-a",

@@ -10,114 +10,36 @@ links to the volume's directory).
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.support import REPO_ROOT, ApiServer, Kubectl, free_port
+from tests.cluster import Cluster, eventually, ready_cluster
+from tests.support import ApiServer, Kubectl
 
 pytestmark = pytest.mark.kubectl
 
-FIRST_NODE = 241
-NODES = [f"st-{i}" for i in range(FIRST_NODE, FIRST_NODE + 2)]
 CONTROLLERS = ("serviceaccount,persistentvolume-binder,persistentvolume-expander,pv-protection,pvc-protection,"
                "hostpath-provisioner,simulated-provisioner")  # fmt: skip
+NODES = ["st-241", "st-242"]
 POOL = "50Gi"
-VOLUMES_BASE = "var/lib/skiff/volumes"
-
-
-class Component:
-    def __init__(self, name: str, args: list[str], log_dir: Path) -> None:
-        self.name, self.args = name, args
-        self.log_path = log_dir / f"{name}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> Component:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - the child process owns it
-        command = [sys.executable, "-m", "skiff", *self.args]
-        self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT)
-        return self
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-4000:] if self.log_path.exists() else ""
-
-
-class Cluster:
-    def __init__(self, server: ApiServer, work: Path) -> None:
-        self.server = server
-        self.node_data = work / "nodes"
-        kubeconfigs = server.data_dir / "kubeconfigs"
-        self.components = [
-            Component("kubelet", [
-                "kubelet", "--nodes", str(len(NODES)), "--node-prefix", "st-", "--first-node-index", str(FIRST_NODE),
-                "--data-dir", str(self.node_data), "--kubeconfig-dir", str(kubeconfigs),
-                "--kubelet-port", str(free_port()), "--image-pull-duration", "50ms",
-                "--node-status-update-frequency", "1s", "--volume-refresh-period", "1s",
-            ], work),
-            Component("scheduler", [
-                "scheduler", "--kubeconfig", str(kubeconfigs / "scheduler.kubeconfig"), "--leader-elect", "false",
-                "--pod-max-backoff-seconds", "2",
-            ], work),
-            Component("controller-manager", [
-                "controller-manager", "--kubeconfig", str(kubeconfigs / "controller-manager.kubeconfig"),
-                "--controllers", CONTROLLERS, "--leader-elect", "false", "--volume-data-dir", str(self.node_data),
-                "--simulated-storage-capacity", POOL,
-            ], work),
-        ]  # fmt: skip
-
-    def start(self) -> Cluster:
-        for node in NODES:
-            _pki(self.server, "node", node)
-        _pki(self.server, "components")
-        for component in self.components:
-            component.start()
-        return self
-
-    def stop(self) -> None:
-        for component in reversed(self.components):
-            component.stop()
-
-    def logs(self) -> str:
-        return "\n".join(f"--- {c.name}\n{c.log()}" for c in self.components)
-
-    def volume_dir(self, node: str, pv: str) -> Path:
-        return self.node_data / "kubelet" / node / "host" / VOLUMES_BASE / pv
-
-    def pod_volume_dir(self, pod: dict[str, Any], volume: str) -> Path:
-        node, uid = pod["spec"]["nodeName"], pod["metadata"]["uid"]
-        return self.node_data / "kubelet" / node / "pods" / uid / "volumes" / "kubernetes.io~pvc" / volume
-
-
-def _pki(server: ApiServer, *args: str) -> None:
-    command = [sys.executable, "-m", "skiff", "pki", *args, "--data-dir", str(server.data_dir)]
-    subprocess.run(command, check=True, capture_output=True, cwd=REPO_ROOT)
 
 
 @pytest.fixture(scope="module")
 def cluster(apiserver: ApiServer, kubectl: Kubectl, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    running = Cluster(apiserver, tmp_path_factory.mktemp("storage")).start()
-    try:
-        eventually(lambda: len(ready_nodes(kubectl)) == len(NODES), 60, "Ready nodes", running)
-        yield running
-    finally:
-        running.stop()
+    work = tmp_path_factory.mktemp("storage")
+    components = Cluster(
+        apiserver, work, prefix="st-", first_index=241, count=len(NODES), controllers=CONTROLLERS,
+        kubelet_flags=["--image-pull-duration", "50ms", "--volume-refresh-period", "1s"],
+        scheduler_flags=["--pod-max-backoff-seconds", "2"],
+        manager_flags=["--leader-elect", "false", "--volume-data-dir", str(work / "nodes"),
+                       "--simulated-storage-capacity", POOL],
+    )  # fmt: skip
+    with ready_cluster(components, kubectl) as started:
+        yield started
 
 
 @pytest.fixture
@@ -129,26 +51,6 @@ def ns(kubectl: Kubectl, cluster: Cluster) -> str:
 
 # ---------------------------------------------------------------------------------------------------
 # Helpers
-
-
-def eventually(check: Callable[[], Any], timeout: float, what: str, cluster: Cluster | None = None) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout}s\n{cluster.logs() if cluster else ''}")
-        time.sleep(0.2)
-
-
-def ready_nodes(kubectl: Kubectl) -> list[str]:
-    nodes = json.loads(kubectl("get", "nodes", "-o", "json"))["items"]
-    return [
-        n["metadata"]["name"]
-        for n in nodes
-        if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"].get("conditions", []))
-    ]
 
 
 def apply(kubectl: Kubectl, *objects: dict[str, Any]) -> None:

@@ -16,8 +16,9 @@ import pytest
 
 from skiff.api.errors import ApiError
 from skiff.api.kinds import BUILTINS
+from skiff.client.builder import ResourceRef
 from skiff.client.kubeconfig import load_kubeconfig
-from skiff.client.rest import AsyncClient, ResourceRef
+from skiff.client.rest import AsyncClient
 from skiff.runtime import (
     NORMAL,
     WARNING,

@@ -15,7 +15,7 @@ import pytest
 
 from skiff.api.errors import ApiError
 from skiff.api.kinds import BUILTINS
-from skiff.client.rest import RequestBuilder, ResourceRef
+from skiff.client.builder import RequestBuilder, ResourceRef
 from skiff.runtime import (
     DeletedFinalStateUnknown,
     Informer,

@@ -12,11 +12,11 @@ import pytest
 from apiserver.auth.authn import UserInfo
 from apiserver.auth.bootstrap_policy import AUTOUPDATE, CLUSTER_ROLES, reconcile_binding, reconcile_role
 from apiserver.auth.node_authz import NodeAuthorizer, NodeGraph, pod_references
-from apiserver.auth.rbac import (
+from apiserver.auth.rbac import RbacPolicy
+from apiserver.auth.rbac_rules import (
     CLUSTER_ROLES_KEY,
     ROLE_BINDINGS_KEY,
     ROLES_KEY,
-    RbacPolicy,
     Rule,
     forbidden_error,
     missing_rules,

@@ -18,8 +18,9 @@ import uvicorn
 
 from skiff.api.errors import ApiError, not_found
 from skiff.api.kinds import BUILTINS, ResourceType
+from skiff.client.builder import resource_path
 from skiff.client.kubeconfig import ClientConfig, load_kubeconfig
-from skiff.client.rest import AsyncClient, Client, resource_path
+from skiff.client.rest import AsyncClient, Client
 from skiff.pki.cluster import ClusterPki, ensure_cluster_pki
 
 POD = ("v1", "Pod")

@@ -12,7 +12,7 @@ from typing import Any
 from controllers.scheduler.podinfo import PodInfo
 from controllers.scheduler.scheduler import Scheduler
 from skiff.api.errors import ApiError
-from skiff.client.rest import RequestBuilder
+from skiff.client.builder import RequestBuilder
 from skiff.runtime import SharedInformerFactory
 from tests.unit.test_scheduler_plugins import make_node, make_pod
 

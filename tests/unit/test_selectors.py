@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 
 from skiff.api.errors import ApiError
+from skiff.api.fieldselectors import FieldRequirement, parse_field_selector
 from skiff.api.selectors import (
-    FieldRequirement,
     LabelSelector,
-    parse_field_selector,
     parse_label_selector,
     selector_everything_if_none,
     selector_from_object,

@@ -49,10 +49,6 @@ def _bool(number: int, value: bool | None) -> bytes:
     return _key(number, _WIRE_VARINT) + b"\x01" if value else b""
 
 
-def _int(number: int, value: int | None) -> bytes:
-    return _key(number, _WIRE_VARINT) + _varint(value) if value else b""
-
-
 def _message(number: int, payload: bytes) -> bytes:
     return _bytes_field(number, payload)
 

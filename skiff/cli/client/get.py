@@ -14,7 +14,7 @@ from skiff.cli.client.connect import Session, command_parser, open_session
 from skiff.cli.client.errors import CommandError, handles_errors, print_error
 from skiff.cli.client.printing import TablePrinter, check_output_format, print_objects, with_type
 from skiff.cli.client.resolve import qualified_kind
-from skiff.client.rest import TABLE, ApiRequest
+from skiff.client.builder import TABLE, ApiRequest
 from skiff.client.watch import WatchStream
 
 PAGE_SIZE = 500

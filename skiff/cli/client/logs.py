@@ -9,7 +9,7 @@ from typing import Any
 from skiff.api.kinds import BUILTINS
 from skiff.cli.client.connect import Session, command_parser, open_session
 from skiff.cli.client.errors import CommandError, handles_errors
-from skiff.client.rest import ApiRequest, resource_path
+from skiff.client.builder import ApiRequest, resource_path
 
 PODS = BUILTINS.by_kind("", "v1", "Pod")
 DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"

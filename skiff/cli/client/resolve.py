@@ -24,10 +24,6 @@ def qualified_kind(resource: ResourceType) -> str:
     return f"{kind}.{resource.group}" if resource.group else kind
 
 
-def qualified_plural(resource: ResourceType) -> str:
-    return f"{resource.plural}.{resource.group}" if resource.group else resource.plural
-
-
 def _from_discovery(group: str, version: str, entry: dict[str, Any], subresources: tuple[str, ...]) -> ResourceType:
     return ResourceType(
         group=group,

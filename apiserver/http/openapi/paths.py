@@ -1,30 +1,19 @@
-"""The OpenAPI documents the server publishes: `/openapi/v3` (index and one document per
-group-version) and `/openapi/v2` (Swagger 2.0, as JSON or in the gnostic protobuf encoding).
+"""The path and operation model both OpenAPI documents are rendered from.
 
-kubectl reads them to decide that server-side field validation exists (a `fieldValidation` query
-parameter on the PATCH operation of a kind), for `kubectl explain`, and, for client-side apply, for
-the merge keys of lists. Documents are built from the resource table and the schemas in
-`skiff.api.schema`, and cached until either changes.
+Every resource of a group-version becomes paths (collection, item, watch, subresources), each with the
+operations its verbs allow, named and described the way kube-openapi names them. The definitions an
+operation refers to, and every definition they reach, are what a document carries in its schemas.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from skiff.api import schema
 from skiff.api.kinds import ResourceTable, ResourceType
-from skiff.api.schema.gnostic import encode_document
 
-# kubectl asks with the first name; Go's mime parser rejects "@" in a Content-Type, so the answer
-# must carry the second one.
-OPENAPI_V2_PROTOBUF_ACCEPT = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
-OPENAPI_V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
-OPENAPI_V2_PROTOBUF_ALIASES = (OPENAPI_V2_PROTOBUF_ACCEPT, OPENAPI_V2_PROTOBUF)
 OPENAPI_TITLE = "Kubernetes"
 OPENAPI_VERSION = "v1.33.0"
 
@@ -111,11 +100,22 @@ class PathEntry:
     tag: str = ""
 
 
+RESPONSE_TEXT = {"200": "OK", "201": "Created", "202": "Accepted"}
+SECURITY_SCHEMES = {
+    "BearerToken": {
+        "type": "apiKey",
+        "description": "Bearer token authentication: 'Authorization: Bearer <token>'.",
+        "name": "authorization",
+        "in": "header",
+    }
+}
+
+
 # ---------------------------------------------------------------------------------------------------
-# Operations of a group-version, shared by both document versions
+# Operations of a group-version
 
 
-def _gv_prefix(group: str, version: str) -> str:
+def gv_prefix(group: str, version: str) -> str:
     return f"/apis/{group}/{version}" if group else f"/api/{version}"
 
 
@@ -134,7 +134,7 @@ class _GroupVersionPaths:
     """Collects the paths and operations of every resource in one group-version."""
 
     def __init__(self, group: str, version: str) -> None:
-        self.prefix = _gv_prefix(group, version)
+        self.prefix = gv_prefix(group, version)
         self.tag = _tag(group, version)
         self.paths: dict[str, PathEntry] = {}
 
@@ -209,7 +209,7 @@ def _collection_operations(
             ),
         )
         if resource.namespaced:
-            all_path = f"{_gv_prefix(resource.group, resource.version)}/{resource.plural}"
+            all_path = f"{gv_prefix(resource.group, resource.version)}/{resource.plural}"
             yield (
                 all_path,
                 ("",),
@@ -436,7 +436,7 @@ def group_version_paths(resources: ResourceTable, group: str, version: str) -> d
     return collector.paths
 
 
-def _referenced_definitions(roots: list[str]) -> list[str]:
+def referenced_definitions(roots: list[str]) -> list[str]:
     """The named definitions and every definition they reach, in a stable order."""
     definitions = schema.all_definitions()
     seen: dict[str, None] = {}
@@ -462,7 +462,7 @@ def _refs_in(node: Any) -> Iterator[str]:
             yield from _refs_in(item)
 
 
-def _definition_roots(paths: dict[str, PathEntry]) -> list[str]:
+def definition_roots(paths: dict[str, PathEntry]) -> list[str]:
     roots = {STATUS}
     for entry in paths.values():
         for operation in entry.operations:
@@ -474,17 +474,17 @@ def _definition_roots(paths: dict[str, PathEntry]) -> list[str]:
 # Schema rewriting
 
 
-def _rewrite_refs(node: Any, prefix: str, wrap_siblings: bool) -> Any:
+def rewrite_refs(node: Any, prefix: str, wrap_siblings: bool) -> Any:
     """Copy a schema with bare `$ref` names made into `prefix + name`. With wrap_siblings (OpenAPI 3),
     a `$ref` with sibling keys becomes `allOf: [{$ref}]` beside them, since 3.0 ignores `$ref` siblings."""
     if isinstance(node, list):
-        return [_rewrite_refs(item, prefix, wrap_siblings) for item in node]
+        return [rewrite_refs(item, prefix, wrap_siblings) for item in node]
     if not isinstance(node, dict):
         return node
     # A "$ref" key holding a schema is a property of that name (JSONSchemaProps has one), not a reference.
     is_ref = isinstance(node.get("$ref"), str)
     out = {
-        key: _rewrite_refs(value, prefix, wrap_siblings) for key, value in node.items() if key != "$ref" or not is_ref
+        key: rewrite_refs(value, prefix, wrap_siblings) for key, value in node.items() if key != "$ref" or not is_ref
     }
     if is_ref:
         ref = {"$ref": prefix + node["$ref"].rsplit("/", 1)[-1]}
@@ -493,278 +493,3 @@ def _rewrite_refs(node: Any, prefix: str, wrap_siblings: bool) -> Any:
         else:
             out.update(ref)
     return out
-
-
-# kube-openapi publishes these two differently in OpenAPI 3: as a oneOf of the accepted JSON types.
-_V3_SPECIAL = {
-    "io.k8s.apimachinery.pkg.util.intstr.IntOrString": {
-        "format": "int-or-string",
-        "oneOf": [{"type": "integer"}, {"type": "string"}],
-    },
-    "io.k8s.apimachinery.pkg.api.resource.Quantity": {"oneOf": [{"type": "string"}, {"type": "number"}]},
-}
-
-
-def _v3_schema(name: str, definition: dict[str, Any]) -> dict[str, Any]:
-    if name in _V3_SPECIAL:
-        special = dict(_V3_SPECIAL[name])
-        if "description" in definition:
-            special["description"] = definition["description"]
-        return special
-    return _rewrite_refs(definition, "#/components/schemas/", wrap_siblings=True)
-
-
-# ---------------------------------------------------------------------------------------------------
-# OpenAPI 3
-
-
-def _v3_parameter(name: str, where: str = "query") -> dict[str, Any]:
-    if where == "path":
-        return {
-            "name": name,
-            "in": "path",
-            "required": True,
-            "description": f"name of the {name}",
-            "schema": {"type": "string", "uniqueItems": True},
-        }
-    kind, description = QUERY_PARAMETERS[name]
-    return {
-        "name": name,
-        "in": "query",
-        "description": description,
-        "schema": {"type": kind, "uniqueItems": True},
-    }
-
-
-def _v3_content(name: str | None, media_types: tuple[str, ...]) -> dict[str, Any]:
-    body_schema = {"$ref": f"#/components/schemas/{name}"} if name else {"type": "string"}
-    return {media: {"schema": body_schema} for media in media_types}
-
-
-def _v3_operation(operation: Operation, tag: str) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "tags": [tag],
-        "description": operation.description,
-        "operationId": operation.operation_id,
-        "parameters": [_v3_parameter(name) for name in operation.query],
-    }
-    if operation.body:
-        out["requestBody"] = {"content": _v3_content(operation.body, operation.consumes), "required": True}
-    responses: dict[str, Any] = {
-        code: {
-            "description": _RESPONSE_TEXT[code],
-            "content": _v3_content(operation.response, operation.produces),
-        }
-        for code in operation.response_codes
-    }
-    responses["401"] = {"description": "Unauthorized"}
-    out["responses"] = responses
-    out["x-kubernetes-action"] = operation.action
-    out["x-kubernetes-group-version-kind"] = operation.gvk
-    return out
-
-
-_RESPONSE_TEXT = {"200": "OK", "201": "Created", "202": "Accepted"}
-_SECURITY_SCHEMES = {
-    "BearerToken": {
-        "type": "apiKey",
-        "description": "Bearer token authentication: 'Authorization: Bearer <token>'.",
-        "name": "authorization",
-        "in": "header",
-    }
-}
-
-
-def _v3_paths(paths: dict[str, PathEntry]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for path, entry in paths.items():
-        item: dict[str, Any] = {}
-        for operation in entry.operations:
-            item[operation.method] = _v3_operation(operation, entry.tag)
-        item["parameters"] = [_v3_parameter(name, "path") for name in entry.path_parameters if name]
-        item["parameters"].append(_v3_parameter("pretty"))
-        out[path] = item
-    return out
-
-
-def build_v3_document(resources: ResourceTable, group: str, version: str) -> dict[str, Any] | None:
-    if not resources.in_group_version(group, version):
-        return None
-    paths = group_version_paths(resources, group, version)
-    definitions = schema.all_definitions()
-    schemas = {name: _v3_schema(name, definitions[name]) for name in _referenced_definitions(_definition_roots(paths))}
-    return {
-        "openapi": "3.0.0",
-        "info": {"title": OPENAPI_TITLE, "version": OPENAPI_VERSION},
-        "paths": _v3_paths(paths),
-        "components": {"schemas": schemas, "securitySchemes": _SECURITY_SCHEMES},
-        "security": [{"BearerToken": []}],
-    }
-
-
-def v3_path_key(group: str, version: str) -> str:
-    """The key of a group-version in the /openapi/v3 index: api/v1 or apis/<group>/<version>."""
-    return _gv_prefix(group, version).lstrip("/")
-
-
-# ---------------------------------------------------------------------------------------------------
-# Swagger 2.0
-
-
-def _v2_parameter(name: str, where: str = "query") -> dict[str, Any]:
-    if where == "path":
-        return {
-            "uniqueItems": True,
-            "type": "string",
-            "description": f"name of the {name}",
-            "name": name,
-            "in": "path",
-            "required": True,
-        }
-    kind, description = QUERY_PARAMETERS[name]
-    return {"uniqueItems": True, "type": kind, "description": description, "name": name, "in": "query"}
-
-
-def _v2_operation(operation: Operation, tag: str) -> dict[str, Any]:
-    parameters = []
-    if operation.body:
-        parameters.append(
-            {
-                "name": "body",
-                "in": "body",
-                "required": True,
-                "schema": {"$ref": f"#/definitions/{operation.body}"},
-            }
-        )
-    parameters.extend(_v2_parameter(name) for name in operation.query)
-    response_schema = {"$ref": f"#/definitions/{operation.response}"} if operation.response else {"type": "string"}
-    responses: dict[str, Any] = {
-        code: {"description": _RESPONSE_TEXT[code], "schema": response_schema} for code in operation.response_codes
-    }
-    responses["401"] = {"description": "Unauthorized"}
-    return {
-        "description": operation.description,
-        "consumes": list(operation.consumes),
-        "produces": list(operation.produces),
-        "schemes": ["https"],
-        "tags": [tag],
-        "operationId": operation.operation_id,
-        "parameters": parameters,
-        "responses": responses,
-        "x-kubernetes-action": operation.action,
-        "x-kubernetes-group-version-kind": operation.gvk,
-    }
-
-
-def build_v2_document(resources: ResourceTable) -> dict[str, Any]:
-    paths: dict[str, Any] = {}
-    roots: set[str] = set()
-    for group, versions in resources.group_versions().items():
-        for version in versions:
-            gv_paths = group_version_paths(resources, group, version)
-            roots.update(_definition_roots(gv_paths))
-            for path, entry in gv_paths.items():
-                item: dict[str, Any] = {op.method: _v2_operation(op, entry.tag) for op in entry.operations}
-                item["parameters"] = [_v2_parameter(name, "path") for name in entry.path_parameters if name]
-                item["parameters"].append(_v2_parameter("pretty"))
-                paths[path] = item
-    definitions = schema.all_definitions()
-    return {
-        "swagger": "2.0",
-        "info": {"title": OPENAPI_TITLE, "version": OPENAPI_VERSION},
-        "paths": paths,
-        "definitions": {
-            name: _rewrite_refs(definitions[name], "#/definitions/", wrap_siblings=False)
-            for name in _referenced_definitions(sorted(roots))
-        },
-        "securityDefinitions": _SECURITY_SCHEMES,
-        "security": [{"BearerToken": []}],
-    }
-
-
-# ---------------------------------------------------------------------------------------------------
-# Cached, serialized documents
-
-
-@dataclass(frozen=True)
-class Rendered:
-    """A serialized document and its content hash (for ETags and the v3 index's ?hash=)."""
-
-    body: bytes
-    etag: str
-
-
-def _rendered(body: bytes) -> Rendered:
-    return Rendered(body, hashlib.sha512(body).hexdigest().upper())
-
-
-def openapi_cache_key(resources: ResourceTable) -> tuple[Any, ...]:
-    """Changes whenever the served resources or the registered schemas change."""
-    return (id(resources), tuple(resources), schema.schema_generation())
-
-
-class _DocumentCache:
-    """Documents for the most recent cache key; older ones are dropped on the first change."""
-
-    def __init__(self) -> None:
-        self._key: tuple[Any, ...] | None = None
-        self._entries: dict[tuple[str, ...], Any] = {}
-
-    def get(self, resources: ResourceTable, entry: tuple[str, ...], build: Any) -> Any:
-        key = openapi_cache_key(resources)
-        if key != self._key:
-            self._key, self._entries = key, {}
-        if entry not in self._entries:
-            self._entries[entry] = build()
-        return self._entries[entry]
-
-
-_CACHE = _DocumentCache()
-
-
-def openapi_v3_document(resources: ResourceTable, group: str, version: str) -> dict[str, Any] | None:
-    """The OpenAPI 3.0 document of one group-version, or None when nothing is served there."""
-    return _CACHE.get(resources, ("v3", group, version), lambda: build_v3_document(resources, group, version))
-
-
-def openapi_v3_document_json(resources: ResourceTable, group: str, version: str) -> Rendered | None:
-    def render() -> Rendered | None:
-        document = openapi_v3_document(resources, group, version)
-        return _rendered(orjson.dumps(document)) if document is not None else None
-
-    return _CACHE.get(resources, ("v3-json", group, version), render)
-
-
-def openapi_v3_index(resources: ResourceTable) -> dict[str, Any]:
-    """The /openapi/v3 discovery document: each group-version's path and the hash of its content."""
-
-    def build() -> dict[str, Any]:
-        paths = {}
-        for group, versions in resources.group_versions().items():
-            for version in versions:
-                rendered = openapi_v3_document_json(resources, group, version)
-                if rendered is not None:
-                    key = v3_path_key(group, version)
-                    paths[key] = {"serverRelativeURL": f"/openapi/v3/{key}?hash={rendered.etag}"}
-        return {"paths": paths}
-
-    return _CACHE.get(resources, ("v3-index",), build)
-
-
-def openapi_v2_document(resources: ResourceTable) -> dict[str, Any]:
-    """The Swagger 2.0 document of everything served."""
-    return _CACHE.get(resources, ("v2",), lambda: build_v2_document(resources))
-
-
-def openapi_v2_json(resources: ResourceTable) -> Rendered:
-    return _CACHE.get(resources, ("v2-json",), lambda: _rendered(orjson.dumps(openapi_v2_document(resources))))
-
-
-def openapi_v2_protobuf(resources: ResourceTable) -> Rendered:
-    """The Swagger 2.0 document in gnostic's protobuf encoding, which kubectl 1.27/1.28 require."""
-    return _CACHE.get(resources, ("v2-pb",), lambda: _rendered(encode_document(openapi_v2_document(resources))))
-
-
-def wants_v2_protobuf(accept: str) -> bool:
-    """Whether an Accept header asks /openapi/v2 for the protobuf encoding."""
-    return any(media in accept for media in OPENAPI_V2_PROTOBUF_ALIASES)
