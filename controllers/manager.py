@@ -159,7 +159,8 @@ async def run_controllers(ctx: ControllerContext, names: list[str]) -> None:
 
 async def run(args: argparse.Namespace) -> int:
     config = load_kubeconfig(args.kubeconfig)
-    client = AsyncClient(config)
+    # Every informer's watch holds a connection for its whole life; leave room for the writes beside them.
+    client = AsyncClient(config, max_connections=128)
     ca_data = config.ca_data if config.ca_data else None
     if ca_data is None and config.ca_file:
         with open(config.ca_file, "rb") as handle:

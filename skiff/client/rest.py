@@ -84,7 +84,11 @@ def _client_options(
         "auth": _BearerAuth(config),
         "headers": {"User-Agent": user_agent or default_user_agent(), "Accept": accept},
         "timeout": httpx.Timeout(timeout),
-        "limits": httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        # Keep idle connections well past the slowest periodic caller (a lease renewed every 10 s): a
+        # fresh TLS handshake per renewal costs both sides far more than the request itself.
+        "limits": httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections, keepalive_expiry=90
+        ),
     }
 
 
