@@ -181,9 +181,15 @@ def test_lost_node_is_tainted_its_pods_evicted_and_recovery_clears_it(admin: htt
         return response.status_code == 404 or bool(response.json()["metadata"].get("deletionTimestamp"))
 
     eventually(evicted, "the pod without a lasting toleration is evicted")
-    events = get(admin, f"/api/v1/namespaces/{NAMESPACE}/events")["items"]
-    eviction = [e for e in events if e["reason"] == "TaintManagerEviction" and e["involvedObject"]["name"] == "doomed"]
-    assert eviction and eviction[0]["message"] == f"Marking for deletion Pod {NAMESPACE}/doomed"
+
+    def eviction_events() -> list[dict[str, Any]]:
+        events = get(admin, f"/api/v1/namespaces/{NAMESPACE}/events")["items"]
+        return [e for e in events if e["reason"] == "TaintManagerEviction" and e["involvedObject"]["name"] == "doomed"]
+
+    # The event recorder posts in the background, so the event may trail the deletion a little.
+    eventually(lambda: bool(eviction_events()), "the eviction is recorded as an event")
+    eviction = eviction_events()
+    assert eviction[0]["message"] == f"Marking for deletion Pod {NAMESPACE}/doomed"
     assert eviction[0]["involvedObject"]["uid"] == doomed["metadata"]["uid"]
     time.sleep(1.0)
     assert not get(admin, f"{PODS}/stays")["metadata"].get("deletionTimestamp"), "a pod tolerating forever stays"
