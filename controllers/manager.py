@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import importlib
 import ipaddress
 import logging
 import re
-import signal
 import socket
 import sys
 import uuid
@@ -24,6 +22,7 @@ from controllers.base import ControllerContext, Options
 from skiff.client.kubeconfig import load_kubeconfig
 from skiff.client.rest import AsyncClient
 from skiff.runtime import LeaderElector, SharedInformerFactory
+from skiff.runtime.process import run_until_stopped
 
 log = logging.getLogger("skiff.controller-manager")
 
@@ -167,10 +166,6 @@ async def run(args: argparse.Namespace) -> int:
             ca_data = handle.read()
     ctx = ControllerContext(client, SharedInformerFactory(client), options_from(args, root_ca(args, ca_data)))
     names = selected(args.controllers, CONTROLLERS)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     if args.leader_elect == "true":
         identity = f"{socket.gethostname()}_{uuid.uuid4()}"
         elector = LeaderElector(
@@ -183,16 +178,10 @@ async def run(args: argparse.Namespace) -> int:
             retry_period=args.leader_elect_retry_period,
             on_started_leading=lambda: run_controllers(ctx, names),
         )
-        work = asyncio.create_task(elector.run(), name="leader-election")
+        work = elector.run()
     else:
-        work = asyncio.create_task(run_controllers(ctx, names), name="controllers")
-    stopper = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    lost_lease = work in done and not stop.is_set()
-    for task in (work, stopper):
-        task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await work
+        work = run_controllers(ctx, names)
+    lost_lease = await run_until_stopped(work)
     await ctx.close()
     if lost_lease:
         log.error("leader election lost; exiting")

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
-import signal
 import socket
 import sys
 import uuid
@@ -24,6 +22,7 @@ from controllers.scheduler.scheduler import DEFAULT_MAX_INFLIGHT_BINDINGS, Sched
 from skiff.client.kubeconfig import load_kubeconfig
 from skiff.client.rest import AsyncClient, default_user_agent
 from skiff.runtime import LeaderElector, SharedInformerFactory
+from skiff.runtime.process import run_until_stopped
 
 log = logging.getLogger("skiff.scheduler")
 
@@ -85,22 +84,10 @@ def elector(args: argparse.Namespace, client: AsyncClient, scheduler: Scheduler)
 
 async def run(args: argparse.Namespace) -> int:
     client, informers, recorder, scheduler = build(args)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     informers.start()  # followers keep warm caches, so a new leader starts at once
-    if args.leader_elect == "true":
-        work = asyncio.create_task(elector(args, client, scheduler).run(), name="leader-election")
-    else:
-        work = asyncio.create_task(scheduler.run(), name="scheduler")
-    stopper = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    lost_lease = work in done and not stop.is_set()
-    for task in (work, stopper):
-        task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await work
+    leading = args.leader_elect == "true"
+    work = elector(args, client, scheduler).run() if leading else scheduler.run()
+    lost_lease = await run_until_stopped(work)
     await informers.shutdown()
     await recorder.aclose()
     await client.aclose()
