@@ -28,11 +28,15 @@ from apiserver.http.version import version_info
 from apiserver.http.watch import handle_watch
 from apiserver.http.writes import handle_create, handle_patch, handle_update
 from skiff.api.errors import ApiError, internal, method_not_allowed, unauthorized
+from skiff.api.kinds import BUILTINS, ResourceType
 
 log = logging.getLogger("skiff.apiserver")
 access_log = logging.getLogger("skiff.access")
 
 Handler = Callable[[RequestContext], Awaitable[Response]]
+
+BUILTIN_GROUPS = frozenset(r.group for r in BUILTINS)
+NEWLY_SERVED_WAIT_SECONDS = 2.0
 
 MAIN_HANDLERS: dict[str, Handler] = {
     "get": handle_get,
@@ -151,7 +155,7 @@ def _forbidden(user: UserInfo, info: RequestInfo, reason: str) -> ApiError:
 
 
 async def serve_resource(state: ServerState, request: Request, info: RequestInfo, user: UserInfo) -> Response:
-    resource = state.resources.by_path(info.group, info.version, info.resource)
+    resource = state.resources.by_path(info.group, info.version, info.resource) or await _newly_served(state, info)
     if resource is None:
         raise ApiError(404, "NotFound", "the server could not find the requested resource")
     if info.namespace and not resource.namespaced:
@@ -169,6 +173,18 @@ async def serve_resource(state: ServerState, request: Request, info: RequestInfo
     if resource.namespaced and not info.namespace and info.verb not in ("list", "watch"):
         raise ApiError(404, "NotFound", "the server could not find the requested resource")
     return await MAIN_HANDLERS[info.verb](ctx)
+
+
+async def _newly_served(state: ServerState, info: RequestInfo) -> ResourceType | None:
+    """Look an unknown resource up again once this server has caught up with the store.
+
+    Served custom resources follow the change stream, which trails the database by a moment: a client that
+    read an Established CRD and then uses its resource at once must not get a 404 in between.
+    """
+    if not info.group or info.group in BUILTIN_GROUPS:
+        return None
+    await state.hub.wait_for(await state.store.current_rv(), NEWLY_SERVED_WAIT_SECONDS)
+    return state.resources.by_path(info.group, info.version, info.resource)
 
 
 async def _serve_subresource(ctx: RequestContext) -> Response:
