@@ -15,6 +15,7 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,6 +177,59 @@ class _SqliteReader:
 
 _SQL_COUNTER = "SELECT value FROM counters WHERE key = ?"
 _SQL_GET = "SELECT rv, data FROM objects WHERE resource = ? AND namespace = ? AND name = ?"
+_SQL_SET_COUNTER = "UPDATE counters SET value = ? WHERE key = ?"
+_SQL_DELETE = "DELETE FROM objects WHERE resource = ? AND namespace = ? AND name = ?"
+_SQL_UPSERT = (
+    "INSERT INTO objects (resource, namespace, name, uid, rv, data) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (resource, namespace, name) DO UPDATE SET uid = excluded.uid, rv = excluded.rv, data = excluded.data"
+)
+_SQL_LOG = "INSERT INTO changes (rv, resource, namespace, name, event, ts, data) VALUES (?, ?, ?, ?, ?, ?, ?)"
+
+
+class _SqliteWriter:
+    """The writer's batches committed through a plain sqlite3 connection, one worker-thread hop per batch.
+
+    The whole transaction (BEGIN IMMEDIATE, counter, preconditions, writes, COMMIT) runs in a single
+    dedicated thread, so the event loop hands a batch over once instead of once per statement.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.conn: sqlite3.Connection | None = None
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-sqlite-writer")
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.conn is None:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout=5000")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self.conn = conn
+        return self.conn
+
+    async def run(self, fn: Callable[[sqlite3.Connection], _Plan]) -> _Plan:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self._transaction, fn)
+
+    def _transaction(self, fn: Callable[[sqlite3.Connection], _Plan]) -> _Plan:
+        conn = self._connect()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            plan = fn(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return plan
+
+    def _close_conn(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    async def close(self) -> None:
+        # On the writer thread, after any batch still running there.
+        await asyncio.get_running_loop().run_in_executor(self.executor, self._close_conn)
+        self.executor.shutdown(wait=False)
 
 
 class Store:
@@ -197,6 +251,7 @@ class Store:
         # Encryption at rest (--encryption-provider-config): applied to object and change-log data only.
         self.encryption: EncryptionConfig | None = None
         self._reader: _SqliteReader | None = None
+        self._sqlite_writer: _SqliteWriter | None = None
 
     @property
     def is_postgres(self) -> bool:
@@ -219,6 +274,7 @@ class Store:
         path = _sqlite_file(self.url) if not self.is_postgres else None
         if path is not None:
             self._reader = _SqliteReader(path)
+            self._sqlite_writer = _SqliteWriter(path)
         self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
 
     async def close(self) -> None:
@@ -229,6 +285,9 @@ class Store:
         if self._reader is not None:
             self._reader.close()
             self._reader = None
+        if self._sqlite_writer is not None:
+            await self._sqlite_writer.close()
+            self._sqlite_writer = None
         await self.engine.dispose()
 
     # -- reads --------------------------------------------------------------------------------------
@@ -473,6 +532,65 @@ class Store:
                 self.on_commit(changes)
 
     async def _commit(self, batch: list[_Write]) -> list[Change]:
+        if self._sqlite_writer is not None:
+            plan = await self._sqlite_writer.run(lambda conn: self._commit_sqlite(conn, batch))
+        else:
+            plan = await self._commit_db(batch)
+        for write, outcome in plan.outcomes:
+            if isinstance(outcome, Exception):
+                write.future.set_exception(outcome)
+            else:
+                write.future.set_result(outcome)
+        return plan.changes
+
+    def _commit_sqlite(self, conn: sqlite3.Connection, batch: list[_Write]) -> _Plan:
+        """One batch inside the writer thread's open transaction (see `_SqliteWriter`)."""
+        rv = int(conn.execute(_SQL_COUNTER, (t.RESOURCE_VERSION,)).fetchone()[0])
+        keys = list({w.key for w in batch})
+        placeholders = "VALUES " + ", ".join(["(?, ?, ?)"] * len(keys))
+        sql = f"SELECT resource, namespace, name, rv FROM objects WHERE (resource, namespace, name) IN ({placeholders})"
+        found = conn.execute(sql, [part for key in keys for part in key])
+        current = {(resource, namespace, name): version for resource, namespace, name, version in found}
+        plan = _plan_batch(batch, current, rv)
+        if not plan.changes:
+            return plan
+        removed = [key for key, state in plan.final.items() if state is None]
+        if removed:
+            conn.executemany(_SQL_DELETE, removed)
+        present = [
+            (
+                state["resource"],
+                state["namespace"],
+                state["name"],
+                state["uid"],
+                state["rv"],
+                self._seal(state["resource"], state["namespace"], state["name"], state["data"]),
+            )
+            for state in plan.final.values()
+            if state is not None
+        ]
+        if present:
+            conn.executemany(_SQL_UPSERT, present)
+        now = time.time()
+        conn.executemany(
+            _SQL_LOG,
+            [
+                (
+                    ch.rv,
+                    ch.resource,
+                    ch.namespace,
+                    ch.name,
+                    _EVENT_CODES[ch.event],
+                    now,
+                    self._seal(ch.resource, ch.namespace, ch.name, ch.data),
+                )
+                for ch in plan.changes
+            ],
+        )
+        conn.execute(_SQL_SET_COUNTER, (plan.last_rv, t.RESOURCE_VERSION))
+        return plan
+
+    async def _commit_db(self, batch: list[_Write]) -> _Plan:
         async with self._write_transaction() as conn:
             counter = select(t.counters.c.value).where(t.counters.c.key == t.RESOURCE_VERSION)
             rv = int((await conn.execute(counter.with_for_update())).scalar_one())
@@ -485,12 +603,7 @@ class Store:
                     # Wake the change-log tailers (delivered at commit) in the same round trip.
                     advance = advance.returning(func.pg_notify("skiff_changes", ""))
                 await conn.execute(advance)
-        for write, outcome in plan.outcomes:
-            if isinstance(outcome, Exception):
-                write.future.set_exception(outcome)
-            else:
-                write.future.set_result(outcome)
-        return plan.changes
+        return plan
 
     @staticmethod
     async def _current_versions(conn: AsyncConnection, keys: set[Key]) -> dict[Key, int]:
