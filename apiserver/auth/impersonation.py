@@ -8,7 +8,6 @@ in `system:authenticated` (and, for a service account, in its service-account gr
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from urllib.parse import unquote
 
 from apiserver.auth.authn import ANONYMOUS, AUTHENTICATED, UNAUTHENTICATED, UserInfo
@@ -24,8 +23,9 @@ EXTRA_PREFIX = "impersonate-extra-"
 AUTHENTICATION_GROUP = "authentication.k8s.io"
 
 
-def wants_impersonation(headers: Mapping[str, str]) -> bool:
-    return any(key.startswith("impersonate-") for key in headers)
+def wants_impersonation(raw_headers: list[tuple[bytes, bytes]]) -> bool:
+    # Raw ASGI header names are already lower-case bytes: checking them costs nothing per request.
+    return any(key.startswith(b"impersonate-") for key, _ in raw_headers)
 
 
 async def impersonate(authz: Authorizer, requester: UserInfo, raw_headers: list[tuple[bytes, bytes]]) -> UserInfo:

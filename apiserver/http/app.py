@@ -129,7 +129,7 @@ async def serve(state: ServerState, request: Request) -> Response:
         if user is None:
             raise unauthorized()
         authenticated = user
-        if wants_impersonation(request.headers):
+        if wants_impersonation(request.scope["headers"]):
             user = await impersonate(state.authz, user, request.headers.raw)
         decision = await state.authz.authorize(user, info)
         if not decision.allowed:
