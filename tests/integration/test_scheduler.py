@@ -300,7 +300,8 @@ def test_two_schedulers_with_leader_election_only_the_leader_binds(
         leader, follower = leaders[0], next(c for c in candidates if c is not leaders[0])
         assert lease["spec"]["holderIdentity"] in leader.log()
         bound = f"skiff.scheduler bound {cluster.namespace}/"
-        assert leader.log().count(bound) == len(pods)
+        # A binding is logged once its response arrives, a moment after the pod shows as bound.
+        eventually(lambda: leader.log().count(bound) == len(pods), what="the leader to log every binding")
         assert follower.log().count(bound) == 0
 
         leader.process.kill()  # no release: the follower must wait for the lease to expire
