@@ -154,8 +154,15 @@ def events(api: httpx.Client, namespace: str, name: str) -> list[dict[str, Any]]
     return api.get(f"/api/v1/namespaces/{namespace}/events", params={"fieldSelector": selector}).json()["items"]
 
 
-def has_event(api: httpx.Client, namespace: str, name: str, reason: str, text: str = "") -> bool:
-    return any(e["reason"] == reason and text in e["message"] for e in events(api, namespace, name))
+def has_event(api: httpx.Client, namespace: str, name: str, reason: str, text: str = "", wait: float = 10.0) -> bool:
+    """Whether such an event is recorded; events are posted in the background, so it may take a moment."""
+    deadline = time.monotonic() + wait
+    while True:
+        if any(e["reason"] == reason and text in e["message"] for e in events(api, namespace, name)):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
 
 
 def volume_file(kubelet: KubeletProcess, node: str, pod: dict[str, Any], plugin: str, volume: str, path: str) -> Path:
