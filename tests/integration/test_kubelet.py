@@ -362,7 +362,7 @@ def test_missing_configmap_keeps_pod_creating_until_it_appears(
     volumes = [{"name": "late", "configMap": {"name": "late-config"}}]
     create(api, namespace, make_pod("waiter", NODES[2], volumes=volumes))
     message = 'MountVolume.SetUp failed for volume "late" : configmap "late-config" not found'
-    eventually(lambda: has_event(api, namespace, "waiter", "FailedMount", message), what="FailedMount event")
+    eventually(lambda: has_event(api, namespace, "waiter", "FailedMount", message, wait=0), what="FailedMount event")
     pod = get_pod(api, namespace, "waiter")
     assert pod["status"]["phase"] == "Pending"
     assert main_status(pod)["state"]["waiting"]["reason"] == "ContainerCreating"
