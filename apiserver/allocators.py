@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from apiserver.http.objects import now_rfc3339
-from apiserver.storage.store import KeyExists, KeyNotFound, Store, VersionConflict
+from apiserver.storage.records import KeyExists, KeyNotFound, VersionConflict
+from apiserver.storage.store import Store
 from skiff.api import validation as v
 from skiff.api.errors import Cause, internal, invalid
 

@@ -6,7 +6,7 @@ import uuid
 
 from apiserver.http.objects import now_rfc3339
 from apiserver.http.server_state import NAMESPACES_KEY, ServerState
-from apiserver.storage.store import KeyExists
+from apiserver.storage.records import KeyExists
 
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 

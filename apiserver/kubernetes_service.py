@@ -21,7 +21,7 @@ import orjson
 
 from apiserver.allocators import IP_KEY, claim_for, ranges_of
 from apiserver.http.objects import now_rfc3339
-from apiserver.storage.store import KeyExists, KeyNotFound, VersionConflict
+from apiserver.storage.records import KeyExists, KeyNotFound, VersionConflict
 
 if TYPE_CHECKING:
     from apiserver.http.server_state import ServerState

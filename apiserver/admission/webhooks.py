@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import orjson
 
-from apiserver.storage.store import Change
+from apiserver.storage.records import Change
 from skiff.api import validation
 from skiff.api.errors import ApiError, invalid
 from skiff.api.kinds import ResourceType

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from apiserver.auth.rbac_rules import CLUSTER_ROLE_BINDINGS_KEY, CLUSTER_ROLES_KEY, RBAC_GROUP, Rule, missing_rules
 from apiserver.http.objects import now_rfc3339
-from apiserver.storage.store import KeyExists, KeyNotFound, VersionConflict
+from apiserver.storage.records import KeyExists, KeyNotFound, VersionConflict
 
 if TYPE_CHECKING:
     from apiserver.storage.store import Store

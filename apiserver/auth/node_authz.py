@@ -21,7 +21,7 @@ from apiserver.auth.authz import Decision
 from apiserver.auth.bootstrap_policy import NODE_RULES
 from apiserver.auth.rbac_rules import rule_allows
 from apiserver.http.requestinfo import RequestInfo
-from apiserver.storage.store import Change
+from apiserver.storage.records import Change
 
 if TYPE_CHECKING:
     from apiserver.storage.store import Store

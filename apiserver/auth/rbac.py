@@ -37,7 +37,7 @@ from apiserver.auth.rbac_rules import (
 )
 from apiserver.auth.rbac_rules import forbidden_error as forbidden_error  # the API server's 403s
 from apiserver.http.requestinfo import RequestInfo
-from apiserver.storage.store import Change
+from apiserver.storage.records import Change
 from skiff.api.selectors import LabelSelector
 
 if TYPE_CHECKING:

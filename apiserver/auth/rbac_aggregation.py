@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from apiserver.auth.rbac_rules import CLUSTER_ROLES_KEY, Rule
-from apiserver.storage.store import VersionConflict
+from apiserver.storage.records import VersionConflict
 from skiff.api.errors import ApiError
 from skiff.api.selectors import LabelSelector, selector_from_object
 

@@ -31,7 +31,7 @@ import orjson
 
 from apiserver.crd.definition import CLEANUP_FINALIZER, GROUP, condition, is_established
 from apiserver.crd.resource import CustomResourceStrategy, DefinitionState
-from apiserver.storage.store import Change, KeyNotFound, VersionConflict
+from apiserver.storage.records import Change, KeyNotFound, VersionConflict
 from skiff.api import schema as schemas
 from skiff.api.kinds import ALL_VERBS, ResourceTable, ResourceType
 

@@ -16,7 +16,7 @@ from apiserver.http.context import RequestContext
 from apiserver.http.objects import pending_finalizers
 from apiserver.http.reads import collect, request_filter
 from apiserver.http.responses import object_response, success_status, value_response
-from apiserver.storage.store import KeyNotFound, Stored, VersionConflict
+from apiserver.storage.records import KeyNotFound, Stored, VersionConflict
 from skiff.api.errors import ApiError, bad_request, conflict, not_found
 
 ORPHAN = "orphan"

@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from apiserver.http.context import RequestContext
 from apiserver.http.responses import list_response, object_response
-from apiserver.storage.store import Stored
+from apiserver.storage.records import Stored
 from skiff.api.errors import ApiError, bad_request, gone, not_found
 from skiff.api.fieldselectors import FieldSelector, parse_field_selector
 from skiff.api.selectors import LabelSelector, parse_label_selector

@@ -15,7 +15,8 @@ from apiserver.config import ServerConfig
 from apiserver.metrics import Metrics
 from apiserver.registry import strategy_for
 from apiserver.registry.base import Strategy
-from apiserver.storage.store import Change, Store
+from apiserver.storage.records import Change
+from apiserver.storage.store import Store
 from apiserver.watch.hub import WatchHub
 from skiff.api.kinds import ResourceTable, ResourceType
 

@@ -15,7 +15,7 @@ from apiserver.http.context import RequestContext
 from apiserver.http.objects import partial_metadata
 from apiserver.http.reads import Filter, collect, request_filter
 from apiserver.http.responses import build_table, output_of
-from apiserver.storage.store import Change, ResourceVersionExpired
+from apiserver.storage.records import Change, ResourceVersionExpired
 from apiserver.watch.hub import Watcher
 from skiff.api.errors import ApiError, bad_request, gone
 

@@ -36,7 +36,7 @@ from apiserver.http.objects import (
 )
 from apiserver.http.reads import read_object
 from apiserver.http.responses import object_response
-from apiserver.storage.store import KeyExists, KeyNotFound, Stored, VersionConflict
+from apiserver.storage.records import KeyExists, KeyNotFound, Stored, VersionConflict
 from skiff.api import schema, validation
 from skiff.api.apply import server_side_apply
 from skiff.api.errors import ApiError, already_exists, bad_request, invalid, not_found, stale_resource_version

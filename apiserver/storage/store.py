@@ -14,222 +14,45 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
-import orjson
-from sqlalchemy import delete, event, func, make_url, select, tuple_, update
+from sqlalchemy import delete, event, func, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from apiserver.storage import tables as t
 from apiserver.storage.encryption import EncryptionConfig, storage_context
 from apiserver.storage.migrate import upgrade
+from apiserver.storage.records import (
+    EVENT_CODES,
+    Change,
+    Key,
+    ListPage,
+    Plan,
+    ResourceVersionExpired,
+    Stored,
+    Write,
+    plan_batch,
+)
+from apiserver.storage.sqlite import (
+    SQL_COUNTER,
+    SQL_DELETE,
+    SQL_GET,
+    SQL_LOG,
+    SQL_SET_COUNTER,
+    SQL_UPSERT,
+    SQLITE_BEGIN,
+    SqliteReader,
+    SqliteWriter,
+    sqlite_begin,
+    sqlite_file,
+    sqlite_pragmas,
+)
 
 log = logging.getLogger("skiff.storage")
 
 MAX_BATCH = 256
-
-
-class StoreError(Exception):
-    """A write whose precondition failed; the handler turns it into a Status."""
-
-
-class KeyNotFound(StoreError):
-    pass
-
-
-class KeyExists(StoreError):
-    pass
-
-
-class VersionConflict(StoreError):
-    pass
-
-
-class ResourceVersionExpired(StoreError):
-    """The requested resourceVersion is older than the compacted part of the change log."""
-
-    def __init__(self, requested: int, compacted: int) -> None:
-        super().__init__(f"too old resource version: {requested} ({compacted})")
-        self.requested = requested
-        self.compacted = compacted
-
-
-Key = tuple[str, str, str]
-
-
-@dataclass(slots=True)
-class Change:
-    """One committed write: what the change log holds and what watchers receive."""
-
-    rv: int
-    event: str
-    resource: str
-    namespace: str
-    name: str
-    data: bytes
-    _obj: dict[str, Any] | None = None
-
-    def obj(self) -> dict[str, Any]:
-        if self._obj is None:
-            self._obj = orjson.loads(self.data)
-        return self._obj
-
-
-@dataclass(slots=True)
-class Stored:
-    """A stored object as read or written: its resourceVersion and its JSON bytes."""
-
-    rv: int
-    data: bytes
-    _obj: dict[str, Any] | None = None
-    # Read with an encryption key other than the current write key: an update writes it even unchanged.
-    stale: bool = False
-
-    def obj(self) -> dict[str, Any]:
-        if self._obj is None:
-            self._obj = orjson.loads(self.data)
-        return self._obj
-
-
-@dataclass(slots=True)
-class _Write:
-    op: str  # create | update | delete
-    key: Key
-    obj: dict[str, Any]
-    expected_rv: int | None
-    future: asyncio.Future[Stored] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
-
-
-@dataclass(slots=True)
-class ListPage:
-    rv: int
-    rows: list[tuple[str, str, bytes]]  # (namespace, name, data)
-    more: bool
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # Autocommit at the driver so that SQLAlchemy's own BEGIN (below) opens a real transaction for
-    # reads too: a list must read the counter and the rows from one snapshot.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    # NORMAL keeps every committed transaction across a process crash (kill -9); only an OS crash or
-    # power loss can drop the last commits.
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
-
-
-def _sqlite_begin(connection: Any) -> None:
-    # A write transaction takes the write lock up front (BEGIN IMMEDIATE, waiting up to busy_timeout):
-    # a deferred one that read first and then tries to write fails with "database is locked" at once
-    # if another connection (the compactor) committed in between, which would fail a whole batch.
-    mode = connection.get_execution_options().get(_SQLITE_BEGIN, "")
-    connection.exec_driver_sql(f"BEGIN {mode}".rstrip())
-
-
-_SQLITE_BEGIN = "skiff_sqlite_begin"
-
-
-def _sqlite_file(url: str) -> str | None:
-    """The database file of a file-backed SQLite URL (None for in-memory or URI databases)."""
-    parsed = make_url(url)
-    database = parsed.database or ""
-    if parsed.query or database in ("", ":memory:") or database.startswith("file:"):
-        return None
-    return database
-
-
-class _SqliteReader:
-    """Reads served on the event loop's thread through a plain sqlite3 connection.
-
-    A read in WAL mode never waits for the writer and a primary-key read takes microseconds, far less
-    than handing each statement to a driver thread and back. The connection is in autocommit mode, so a
-    single statement reads the newest committed state; `snapshot` wraps several in one read transaction.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.conn.execute("PRAGMA busy_timeout=5000")
-        self.conn.execute("PRAGMA query_only=1")
-
-    def rows(self, sql: str, params: tuple[Any, ...]) -> list[Any]:
-        return self.conn.execute(sql, params).fetchall()
-
-    def counter(self, key: str) -> int:
-        return int(self.rows(_SQL_COUNTER, (key,))[0][0])
-
-    @contextlib.contextmanager
-    def snapshot(self):  # type: ignore[no-untyped-def]
-        self.conn.execute("BEGIN")
-        try:
-            yield self
-        finally:
-            self.conn.execute("COMMIT")
-
-    def close(self) -> None:
-        self.conn.close()
-
-
-_SQL_COUNTER = "SELECT value FROM counters WHERE key = ?"
-_SQL_GET = "SELECT rv, data FROM objects WHERE resource = ? AND namespace = ? AND name = ?"
-_SQL_SET_COUNTER = "UPDATE counters SET value = ? WHERE key = ?"
-_SQL_DELETE = "DELETE FROM objects WHERE resource = ? AND namespace = ? AND name = ?"
-_SQL_UPSERT = (
-    "INSERT INTO objects (resource, namespace, name, uid, rv, data) VALUES (?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (resource, namespace, name) DO UPDATE SET uid = excluded.uid, rv = excluded.rv, data = excluded.data"
-)
-_SQL_LOG = "INSERT INTO changes (rv, resource, namespace, name, event, ts, data) VALUES (?, ?, ?, ?, ?, ?, ?)"
-
-
-class _SqliteWriter:
-    """The writer's batches committed through a plain sqlite3 connection, one worker-thread hop per batch.
-
-    The whole transaction (BEGIN IMMEDIATE, counter, preconditions, writes, COMMIT) runs in a single
-    dedicated thread, so the event loop hands a batch over once instead of once per statement.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.conn: sqlite3.Connection | None = None
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-sqlite-writer")
-
-    def _connect(self) -> sqlite3.Connection:
-        if self.conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout=5000")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self.conn = conn
-        return self.conn
-
-    async def run(self, fn: Callable[[sqlite3.Connection], _Plan]) -> _Plan:
-        return await asyncio.get_running_loop().run_in_executor(self.executor, self._transaction, fn)
-
-    def _transaction(self, fn: Callable[[sqlite3.Connection], _Plan]) -> _Plan:
-        conn = self._connect()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            plan = fn(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        return plan
-
-    def _close_conn(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-
-    async def close(self) -> None:
-        # On the writer thread, after any batch still running there.
-        await asyncio.get_running_loop().run_in_executor(self.executor, self._close_conn)
-        self.executor.shutdown(wait=False)
 
 
 class Store:
@@ -245,13 +68,13 @@ class Store:
             self.engine.execution_options(isolation_level="AUTOCOMMIT") if self.dialect == "postgresql" else self.engine
         )
         self.on_commit = on_commit
-        self._queue: asyncio.Queue[_Write] = asyncio.Queue()
+        self._queue: asyncio.Queue[Write] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self.write_latency: Callable[[float], None] | None = None
         # Encryption at rest (--encryption-provider-config): applied to object and change-log data only.
         self.encryption: EncryptionConfig | None = None
-        self._reader: _SqliteReader | None = None
-        self._sqlite_writer: _SqliteWriter | None = None
+        self._reader: SqliteReader | None = None
+        self._sqlite_writer: SqliteWriter | None = None
 
     @property
     def is_postgres(self) -> bool:
@@ -261,8 +84,8 @@ class Store:
     def _make_engine(url: str) -> AsyncEngine:
         if url.startswith("sqlite"):
             engine = create_async_engine(url, pool_size=4, max_overflow=4)
-            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-            event.listen(engine.sync_engine, "begin", _sqlite_begin)
+            event.listen(engine.sync_engine, "connect", sqlite_pragmas)
+            event.listen(engine.sync_engine, "begin", sqlite_begin)
             return engine
         # No pool_pre_ping: on asyncpg it costs three round trips (BEGIN, a ping, ROLLBACK) per checkout,
         # more than most reads themselves. A connection found broken is invalidated with the rest of the
@@ -271,10 +94,10 @@ class Store:
 
     async def open(self) -> None:
         await upgrade(self.engine)
-        path = _sqlite_file(self.url) if not self.is_postgres else None
+        path = sqlite_file(self.url) if not self.is_postgres else None
         if path is not None:
-            self._reader = _SqliteReader(path)
-            self._sqlite_writer = _SqliteWriter(path)
+            self._reader = SqliteReader(path)
+            self._sqlite_writer = SqliteWriter(path)
         self._writer = asyncio.create_task(self._write_loop(), name="store-writer")
 
     async def close(self) -> None:
@@ -310,7 +133,7 @@ class Store:
 
     async def get(self, resource: str, namespace: str, name: str) -> Stored | None:
         if self._reader is not None:
-            found = self._reader.rows(_SQL_GET, (resource, namespace, name))
+            found = self._reader.rows(SQL_GET, (resource, namespace, name))
             if not found:
                 return None
             rv, raw = found[0]
@@ -361,7 +184,7 @@ class Store:
 
     def _list_sqlite(
         self,
-        reader: _SqliteReader,
+        reader: SqliteReader,
         resource: str,
         namespace: str | None,
         after: tuple[str, str] | None,
@@ -405,7 +228,7 @@ class Store:
     async def _write_transaction(self):  # type: ignore[no-untyped-def]
         async with self.engine.connect() as conn:
             if not self.is_postgres:
-                conn = await conn.execution_options(**{_SQLITE_BEGIN: "IMMEDIATE"})
+                conn = await conn.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
             async with conn.begin():
                 yield conn
 
@@ -436,7 +259,7 @@ class Store:
         ]
 
     @staticmethod
-    def _changes_sqlite(reader: _SqliteReader, after_rv: int, until_rv: int | None, limit: int) -> list[Any]:
+    def _changes_sqlite(reader: SqliteReader, after_rv: int, until_rv: int | None, limit: int) -> list[Any]:
         sql = "SELECT rv, event, resource, namespace, name, data FROM changes WHERE rv > ?"
         params: list[Any] = [after_rv]
         if until_rv is not None:
@@ -508,7 +331,7 @@ class Store:
         return await self._submit("delete", (resource, namespace, name), obj, expected_rv)
 
     async def _submit(self, op: str, key: Key, obj: dict[str, Any], expected_rv: int | None) -> Stored:
-        write = _Write(op, key, obj, expected_rv)
+        write = Write(op, key, obj, expected_rv)
         self._queue.put_nowait(write)
         return await write.future
 
@@ -531,7 +354,7 @@ class Store:
             if self.on_commit is not None and changes:
                 self.on_commit(changes)
 
-    async def _commit(self, batch: list[_Write]) -> list[Change]:
+    async def _commit(self, batch: list[Write]) -> list[Change]:
         if self._sqlite_writer is not None:
             plan = await self._sqlite_writer.run(lambda conn: self._commit_sqlite(conn, batch))
         else:
@@ -543,20 +366,20 @@ class Store:
                 write.future.set_result(outcome)
         return plan.changes
 
-    def _commit_sqlite(self, conn: sqlite3.Connection, batch: list[_Write]) -> _Plan:
-        """One batch inside the writer thread's open transaction (see `_SqliteWriter`)."""
-        rv = int(conn.execute(_SQL_COUNTER, (t.RESOURCE_VERSION,)).fetchone()[0])
+    def _commit_sqlite(self, conn: sqlite3.Connection, batch: list[Write]) -> Plan:
+        """One batch inside the writer thread's open transaction (see `SqliteWriter`)."""
+        rv = int(conn.execute(SQL_COUNTER, (t.RESOURCE_VERSION,)).fetchone()[0])
         keys = list({w.key for w in batch})
         placeholders = "VALUES " + ", ".join(["(?, ?, ?)"] * len(keys))
         sql = f"SELECT resource, namespace, name, rv FROM objects WHERE (resource, namespace, name) IN ({placeholders})"
         found = conn.execute(sql, [part for key in keys for part in key])
         current = {(resource, namespace, name): version for resource, namespace, name, version in found}
-        plan = _plan_batch(batch, current, rv)
+        plan = plan_batch(batch, current, rv)
         if not plan.changes:
             return plan
         removed = [key for key, state in plan.final.items() if state is None]
         if removed:
-            conn.executemany(_SQL_DELETE, removed)
+            conn.executemany(SQL_DELETE, removed)
         present = [
             (
                 state["resource"],
@@ -570,32 +393,32 @@ class Store:
             if state is not None
         ]
         if present:
-            conn.executemany(_SQL_UPSERT, present)
+            conn.executemany(SQL_UPSERT, present)
         now = time.time()
         conn.executemany(
-            _SQL_LOG,
+            SQL_LOG,
             [
                 (
                     ch.rv,
                     ch.resource,
                     ch.namespace,
                     ch.name,
-                    _EVENT_CODES[ch.event],
+                    EVENT_CODES[ch.event],
                     now,
                     self._seal(ch.resource, ch.namespace, ch.name, ch.data),
                 )
                 for ch in plan.changes
             ],
         )
-        conn.execute(_SQL_SET_COUNTER, (plan.last_rv, t.RESOURCE_VERSION))
+        conn.execute(SQL_SET_COUNTER, (plan.last_rv, t.RESOURCE_VERSION))
         return plan
 
-    async def _commit_db(self, batch: list[_Write]) -> _Plan:
+    async def _commit_db(self, batch: list[Write]) -> Plan:
         async with self._write_transaction() as conn:
             counter = select(t.counters.c.value).where(t.counters.c.key == t.RESOURCE_VERSION)
             rv = int((await conn.execute(counter.with_for_update())).scalar_one())
             current = await self._current_versions(conn, {w.key for w in batch})
-            plan = _plan_batch(batch, current, rv)
+            plan = plan_batch(batch, current, rv)
             if plan.changes:
                 await self._apply_plan(conn, plan)
                 advance = update(t.counters).where(t.counters.c.key == t.RESOURCE_VERSION).values(value=plan.last_rv)
@@ -613,7 +436,7 @@ class Store:
         )
         return {(r.resource, r.namespace, r.name): r.rv for r in await conn.execute(query)}
 
-    async def _apply_plan(self, conn: AsyncConnection, plan: _Plan) -> None:
+    async def _apply_plan(self, conn: AsyncConnection, plan: Plan) -> None:
         o = t.objects.c
         removed = [key for key, state in plan.final.items() if state is None]
         present = [
@@ -639,7 +462,7 @@ class Store:
                     "resource": ch.resource,
                     "namespace": ch.namespace,
                     "name": ch.name,
-                    "event": _EVENT_CODES[ch.event],
+                    "event": EVENT_CODES[ch.event],
                     "ts": now,
                     "data": self._seal(ch.resource, ch.namespace, ch.name, ch.data),
                 }
@@ -667,59 +490,3 @@ class Store:
     async def log_size(self) -> int:
         async with self.engine.connect() as conn:
             return int((await conn.execute(select(func.count()).select_from(t.changes))).scalar_one())
-
-
-_EVENT_CODES = {"ADDED": t.ADDED, "MODIFIED": t.MODIFIED, "DELETED": t.DELETED}
-
-
-@dataclass
-class _Plan:
-    last_rv: int
-    changes: list[Change] = field(default_factory=list)
-    outcomes: list[tuple[_Write, Stored | Exception]] = field(default_factory=list)
-    final: dict[Key, dict[str, Any] | None] = field(default_factory=dict)
-
-
-def _plan_batch(batch: Iterable[_Write], current: dict[Key, int], rv: int) -> _Plan:
-    """Check each write against the state left by the writes before it and give survivors an rv."""
-    plan = _Plan(last_rv=rv)
-    versions: dict[Key, int | None] = dict(current)
-    for write in batch:
-        existing = versions.get(write.key)
-        failure = _precondition_failure(write, existing)
-        if failure is not None:
-            plan.outcomes.append((write, failure))
-            continue
-        plan.last_rv += 1
-        new_rv = plan.last_rv
-        metadata = write.obj.setdefault("metadata", {})
-        metadata["resourceVersion"] = str(new_rv)
-        data = orjson.dumps(write.obj)
-        event_name = {"create": "ADDED", "update": "MODIFIED", "delete": "DELETED"}[write.op]
-        resource, namespace, name = write.key
-        plan.changes.append(Change(new_rv, event_name, resource, namespace, name, data, write.obj))
-        if write.op == "delete":
-            versions[write.key] = None
-            plan.final[write.key] = None
-        else:
-            versions[write.key] = new_rv
-            plan.final[write.key] = {
-                "resource": resource,
-                "namespace": namespace,
-                "name": name,
-                "uid": metadata.get("uid", ""),
-                "rv": new_rv,
-                "data": data,
-            }
-        plan.outcomes.append((write, Stored(new_rv, data, write.obj)))
-    return plan
-
-
-def _precondition_failure(write: _Write, existing: int | None) -> StoreError | None:
-    if write.op == "create":
-        return KeyExists() if existing is not None else None
-    if existing is None:
-        return KeyNotFound()
-    if write.expected_rv is not None and write.expected_rv != existing:
-        return VersionConflict()
-    return None

@@ -11,7 +11,7 @@ import asyncio
 from collections import deque
 from collections.abc import Iterable
 
-from apiserver.storage.store import Change
+from apiserver.storage.records import Change
 
 DEFAULT_WINDOW = 50_000
 WATCHER_QUEUE = 10_000

@@ -14,7 +14,8 @@ from collections.abc import Callable
 
 import asyncpg
 
-from apiserver.storage.store import Change, ResourceVersionExpired, Store
+from apiserver.storage.records import Change, ResourceVersionExpired
+from apiserver.storage.store import Store
 from apiserver.watch.hub import WatchHub
 
 log = logging.getLogger("skiff.watch")

@@ -11,14 +11,8 @@ import orjson
 import pytest
 import pytest_asyncio
 
-from apiserver.storage.store import (
-    Change,
-    KeyExists,
-    KeyNotFound,
-    ResourceVersionExpired,
-    Store,
-    VersionConflict,
-)
+from apiserver.storage.records import Change, KeyExists, KeyNotFound, ResourceVersionExpired, VersionConflict
+from apiserver.storage.store import Store
 
 PODS = "core/pods"
 CONFIGMAPS = "core/configmaps"

@@ -23,7 +23,7 @@ from apiserver.auth.rbac_rules import (
     rule_allows,
 )
 from apiserver.http.requestinfo import RequestInfo, parse_request
-from apiserver.storage.store import Change
+from apiserver.storage.records import Change
 
 ALICE = UserInfo("alice", ("dev", "system:authenticated"))
 
