@@ -41,7 +41,7 @@ from apiserver.storage.store import Store
 from apiserver.watch.hub import WatchHub
 from apiserver.watch.tailer import ChangeTailer
 from skiff.api.kinds import BUILTINS, ResourceTable
-from skiff.pki.cluster import ensure_cluster_pki
+from skiff.pki.cluster import ClusterPki, ensure_cluster_pki
 
 log = logging.getLogger("skiff.apiserver")
 
@@ -256,15 +256,13 @@ async def compact_forever(state: ServerState) -> None:
             log.exception("compaction failed; will retry")
 
 
-async def run(config: ServerConfig) -> None:
-    lock = lock_sqlite(config)
-    pki = ensure_cluster_pki(config.data_dir, server_url(config), [socket.gethostname(), *config.extra_sans])
-    state, tailer = await build_state(config)
-    app = ApiServerApp(state)
-    uv_config = uvicorn.Config(
+def http_config(app: Any, bind: str, port: int, pki: ClusterPki) -> uvicorn.Config:
+    """uvicorn as the API server runs it: HTTPS with optional, CA-verified client certificates handed to
+    the app. The benchmark's bare ASGI baseline uses the same settings, so the two compare fairly."""
+    return uvicorn.Config(
         app,
-        host=config.bind,
-        port=config.port,
+        host=bind,
+        port=port,
         ssl_certfile=str(pki.serving_cert),
         ssl_keyfile=str(pki.serving_key),
         ssl_ca_certs=str(pki.ca_cert),
@@ -279,6 +277,14 @@ async def run(config: ServerConfig) -> None:
         # the client makes itself (audit reports those headers separately, as kube does).
         proxy_headers=False,
     )
+
+
+async def run(config: ServerConfig) -> None:
+    lock = lock_sqlite(config)
+    pki = ensure_cluster_pki(config.data_dir, server_url(config), [socket.gethostname(), *config.extra_sans])
+    state, tailer = await build_state(config)
+    app = ApiServerApp(state)
+    uv_config = http_config(app, config.bind, config.port, pki)
     server = ApiHttpServer(uv_config, state.hub)
     compactor = asyncio.create_task(compact_forever(state), name="compactor")
     endpoints = ApiServerEndpoints(state)

@@ -6,7 +6,7 @@ client-certificate extension), one worker, uvloop when installed, no access log.
 read in full and answered with one fixed 1 KB JSON body (201 for POST, 200 otherwise), so the figures
 show what TLS, HTTP parsing and the ASGI hop cost without any API server work.
 
-    python bench/baseline_asgi.py --data-dir DIR --port 18443
+    python -P bench/baseline_asgi.py --data-dir DIR --port 18443
 
 DIR is an API server data directory: its pki/ must already exist (the API server creates it).
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import orjson
 import uvicorn
 
-from apiserver.http.tls import CertificateHttpProtocol
+from apiserver.main import http_config
 from skiff.pki.cluster import ClusterPki
 
 Scope = dict[str, Any]
@@ -65,20 +64,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
     pki = ClusterPki.under(args.data_dir)
-    config = uvicorn.Config(
-        app,
-        host=args.bind,
-        port=args.port,
-        ssl_certfile=str(pki.serving_cert),
-        ssl_keyfile=str(pki.serving_key),
-        ssl_ca_certs=str(pki.ca_cert),
-        ssl_cert_reqs=ssl.CERT_OPTIONAL,
-        http=CertificateHttpProtocol,
-        lifespan="off",
-        log_config=None,
-        access_log=False,
-        timeout_keep_alive=75,
-    )
+    config = http_config(app, args.bind, args.port, pki)
     server = uvicorn.Server(config)
     try:
         import uvloop
