@@ -26,9 +26,6 @@ class ResourceType:
     categories: tuple[str, ...] = ()
     subresources: tuple[str, ...] = ()
     verbs: tuple[str, ...] = ALL_VERBS
-    # Several group/versions may serve one stored kind (events in core/v1 and events.k8s.io/v1);
-    # they share storage when their storage keys match.
-    storage_group: str | None = None
     list_kind: str = ""
     singular: str = ""
     extra: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
@@ -50,8 +47,7 @@ class ResourceType:
     @property
     def storage_key(self) -> str:
         """The key under which objects of this resource are stored (group/plural, version-free)."""
-        group = self.storage_group if self.storage_group is not None else self.group
-        return f"{group}/{self.plural}" if group else f"core/{self.plural}"
+        return f"{self.group}/{self.plural}" if self.group else f"core/{self.plural}"
 
     @property
     def scope(self) -> str:
@@ -71,7 +67,6 @@ def _r(
     cats: Iterable[str] = (),
     subs: Iterable[str] = (),
     verbs: Iterable[str] = ALL_VERBS,
-    storage_group: str | None = None,
 ) -> ResourceType:
     return ResourceType(
         group=group,
@@ -83,7 +78,6 @@ def _r(
         categories=tuple(cats),
         subresources=tuple(subs),
         verbs=tuple(verbs),
-        storage_group=storage_group,
     )
 
 
