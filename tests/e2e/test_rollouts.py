@@ -391,6 +391,9 @@ def test_recreate_stops_every_old_pod_before_starting_new_ones(kubectl: Kubectl,
 def test_rollout_survives_a_killed_controller_manager(kubectl: Kubectl, ns: str, cluster: Cluster) -> None:
     create_deployment(kubectl, ns, "crash", 10)
     rollout_status(kubectl, ns, "crash")
+    # Each step of the rollout waits 2 s for new pods to count as available, so the kill reliably lands
+    # in the middle of it rather than after simulated pods finished the whole rollout between two polls.
+    kubectl("patch", "deployment", "crash", "-n", ns, "-p", '{"spec":{"minReadySeconds":2}}')
     with PodCensus(cluster.server, ns, "crash") as census:
         kubectl("set", "image", "deployment/crash", "nginx=nginx:1.26", "-n", ns)
 
